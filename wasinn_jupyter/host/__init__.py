@@ -1,0 +1,40 @@
+"""The wasi-nn host, without Jupyter: run guests with wasmtime against PyTorch-backed graphs.
+
+from wasinn_jupyter.host import Session
+session = Session()
+session.host.register("echo", "echo")
+session.run("guest.wasm")
+"""
+
+from .backends.base import GraphInfo, TensorInfo
+from .encodings import Encoding, Target
+from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
+from .host import Client, Host, Limits
+from .session import Guest, GuestError, GuestLimits, GuestStopped, Session, WasiOptions
+from .tensors import TENSOR_TYPES, Tensor, TensorType
+from .timeline import CallRecord, Timeline
+
+__all__ = [
+    "TENSOR_TYPES",
+    "CallRecord",
+    "Client",
+    "Dialect",
+    "Encoding",
+    "ErrorCode",
+    "GraphInfo",
+    "Guest",
+    "GuestError",
+    "GuestLimits",
+    "GuestStopped",
+    "Host",
+    "Limits",
+    "Session",
+    "Target",
+    "Tensor",
+    "TensorInfo",
+    "TensorType",
+    "Timeline",
+    "UnknownGraphName",
+    "WasiNNError",
+    "WasiOptions",
+]

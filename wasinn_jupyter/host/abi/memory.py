@@ -1,0 +1,84 @@
+"""Bounds-checked, zero-copy access to a guest's linear memory.
+
+wasmtime hands i32 parameters over as signed Python ints, so every pointer and length is masked to u32 here
+before use, and every span is checked against the memory's current size: a wild pointer becomes
+``invalid_argument``, never a read outside the guest. The numpy view over linear memory is rebuilt only when the
+memory's base or size changed (it goes stale when memory grows), and no view outlives the host call that made it:
+whatever the host keeps is copied out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from typing import Any
+
+import numpy as np
+
+from ..errors import ErrorCode, fail
+
+U32 = 0xFFFFFFFF
+_U32 = struct.Struct("<I")
+
+
+class GuestMemory:
+    def __init__(self) -> None:
+        self.memory: Any = None  # the guest's exported wasmtime Memory, set after instantiation
+        self._addr = -1
+        self._size = -1
+        self._bytes: np.ndarray = np.empty(0, np.uint8)
+        self._view: memoryview = memoryview(b"")
+
+    def refresh(self, caller: Any) -> None:
+        """Re-validate the view at the start of a host call (the guest may have grown its memory since)."""
+        memory = self.memory
+        if memory is None:
+            memory = caller.get("memory")
+            if memory is None:
+                fail(ErrorCode.MISSING_MEMORY, "the guest exports no memory named 'memory'")
+            self.memory = memory
+        addr = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
+        size = memory.data_len(caller)
+        if addr != self._addr or size != self._size:
+            raw = (ctypes.c_ubyte * size).from_address(addr)
+            self._bytes = np.frombuffer(raw, dtype=np.uint8)
+            self._view = memoryview(raw).cast("B")
+            self._addr, self._size = addr, size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _check(self, ptr: int, length: int, what: str) -> tuple[int, int]:
+        ptr &= U32
+        length &= U32
+        if ptr + length > self._size:
+            fail(
+                ErrorCode.INVALID_ARGUMENT,
+                f"{what}: {length} bytes at 0x{ptr:x} run past the end of linear memory ({self._size} bytes)",
+            )
+        return ptr, length
+
+    def span(self, ptr: int, length: int, what: str) -> np.ndarray:
+        """A writable uint8 view of guest bytes, valid only during this host call."""
+        ptr, length = self._check(ptr, length, what)
+        return self._bytes[ptr : ptr + length]
+
+    def read_bytes(self, ptr: int, length: int, what: str) -> bytes:
+        ptr, length = self._check(ptr, length, what)
+        return bytes(self._view[ptr : ptr + length])
+
+    def unpack(self, fmt: struct.Struct, ptr: int, what: str) -> tuple[Any, ...]:
+        ptr, _ = self._check(ptr, fmt.size, what)
+        return fmt.unpack_from(self._view, ptr)
+
+    def read_u32(self, ptr: int, what: str) -> int:
+        return self.unpack(_U32, ptr, what)[0]
+
+    def check_u32(self, ptr: int, what: str) -> None:
+        """Fail now if an out-pointer is wild, before doing the work whose result it would receive."""
+        self._check(ptr, 4, what)
+
+    def write_u32(self, ptr: int, value: int, what: str) -> None:
+        ptr, _ = self._check(ptr, 4, what)
+        _U32.pack_into(self._view, ptr, value & U32)

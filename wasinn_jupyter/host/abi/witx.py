@@ -1,0 +1,194 @@
+"""The legacy witx ABI, ``wasi_ephemeral_nn``, as WasmEdge, wasmtime and the Rust ``wasi-nn`` crate use it.
+
+This module only translates: it reads arguments out of guest memory, calls the guest's :class:`Client`, writes
+results back and turns every failure into an errno. It never touches torch and never lets an exception reach
+wasmtime (an exception there would tear the guest down, and some wasmtime paths abort the process).
+
+Layouts (wasi-nn-abi.md): a tensor is 20 bytes ``{u32 dims_ptr, u32 dims_len, u8 type, 3 bytes padding,
+u32 data_ptr, u32 data_len}`` and only the type byte is read, since older guests leave garbage in the padding; a
+graph builder array is ``{u32 ptr, u32 len}`` pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from wasmtime import FuncType, Linker, ValType
+
+from ..encodings import Encoding, Target
+from ..errors import SUCCESS, Dialect, ErrorCode, WasiNNError, fail, witx_errno
+from ..host import Client
+from ..tensors import MAX_RANK, Tensor, check_type_code
+from .memory import GuestMemory
+
+log = logging.getLogger(__name__)
+
+MODULE = "wasi_ephemeral_nn"
+TENSOR = struct.Struct("<IIB3xII")
+BUILDER = struct.Struct("<II")
+MAX_BUILDERS = 64
+MAX_NAME = 4096
+
+# Functions only WasmEdge defines: a guest that imports one was built for WasmEdge and expects its errnos.
+WASMEDGE_ONLY = frozenset(
+    {
+        "load_by_name_with_config",
+        "unload",
+        "finalize_execution_context",
+        "compute_single",
+        "get_output_single",
+        "fini_single",
+    }
+)
+
+# name -> number of i32 parameters (every function returns an i32 errno).
+SIGNATURES: dict[str, int] = {
+    "load": 5,
+    "load_by_name": 3,
+    "load_by_name_with_config": 5,
+    "init_execution_context": 2,
+    "set_input": 3,
+    "compute": 1,
+    "get_output": 5,
+    "unload": 1,
+    "finalize_execution_context": 1,
+    "compute_single": 1,
+    "get_output_single": 5,
+    "fini_single": 1,
+}
+
+
+def dialect_for(import_names: set[str]) -> Dialect:
+    """WasmEdge's errnos for a guest that imports a WasmEdge-only function, the spec's otherwise."""
+    return Dialect.WASMEDGE if import_names & WASMEDGE_ONLY else Dialect.SPEC
+
+
+class WitxBinding:
+    """One guest's ``wasi_ephemeral_nn`` imports, bound to its Client and its memory."""
+
+    def __init__(self, client: Client, dialect: Dialect = Dialect.SPEC) -> None:
+        self.client = client
+        self.dialect = dialect
+        self.memory = GuestMemory()
+
+    def define(self, linker: Linker) -> None:
+        for name, arity in SIGNATURES.items():
+            handler = getattr(self, name)
+            ty = FuncType([ValType.i32()] * arity, [ValType.i32()])
+            linker.define_func(MODULE, name, ty, self._entry(name, handler), access_caller=True)
+
+    def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
+        client = self.client
+        memory = self.memory
+
+        def entry(caller: Any, *args: int) -> int:
+            try:
+                memory.refresh(caller)
+                client.call(call, None, lambda: handler(*args))
+                return SUCCESS
+            except WasiNNError as err:
+                return witx_errno(err, self.dialect)
+            except Exception as exc:  # a host bug must still not cross into wasmtime
+                log.exception("wasi-nn %s failed inside the host", call)
+                client.last_error = f"internal error in {call}: {type(exc).__name__}: {exc}"
+                return witx_errno(WasiNNError(ErrorCode.RUNTIME_ERROR, client.last_error))
+
+        entry.__name__ = f"wasi_nn_{call}"
+        return entry
+
+    # -- the functions; each reads its arguments, does the work through the client, writes results ------------
+
+    def load(self, builders_ptr: int, builders_len: int, encoding: int, target: int, out_graph: int) -> None:
+        m = self.memory
+        count = builders_len & 0xFFFFFFFF
+        if count > MAX_BUILDERS:
+            fail(ErrorCode.INVALID_ARGUMENT, f"{count} graph builders; at most {MAX_BUILDERS} are accepted")
+        m.check_u32(out_graph, "load: graph out-pointer")
+        enc = Encoding.from_witx(encoding & 0xFFFFFFFF)
+        tgt = Target.from_witx(target & 0xFFFFFFFF)
+        m.span(builders_ptr, count * BUILDER.size, "load: graph builder array")
+        builders = []
+        for i in range(count):
+            ptr, length = m.unpack(BUILDER, builders_ptr + i * BUILDER.size, "load: graph builder")
+            builders.append(m.read_bytes(ptr, length, f"load: graph builder {i}"))
+        handle = self.client._load(builders, enc, tgt)
+        m.write_u32(out_graph, handle, "load: graph out-pointer")
+
+    def _name(self, ptr: int, length: int, what: str) -> str:
+        if length & 0xFFFFFFFF > MAX_NAME:
+            fail(ErrorCode.INVALID_ARGUMENT, f"{what}: a name of {length & 0xFFFFFFFF} bytes is too long")
+        raw = self.memory.read_bytes(ptr, length, what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            fail(ErrorCode.INVALID_ARGUMENT, f"{what}: the name is not UTF-8")
+
+    def load_by_name(self, name_ptr: int, name_len: int, out_graph: int) -> None:
+        self.memory.check_u32(out_graph, "load_by_name: graph out-pointer")
+        handle = self.client._load_by_name(self._name(name_ptr, name_len, "load_by_name"))
+        self.memory.write_u32(out_graph, handle, "load_by_name: graph out-pointer")
+
+    def load_by_name_with_config(
+        self, name_ptr: int, name_len: int, config_ptr: int, config_len: int, out_graph: int
+    ) -> None:
+        m = self.memory
+        m.check_u32(out_graph, "load_by_name_with_config: graph out-pointer")
+        name = self._name(name_ptr, name_len, "load_by_name_with_config")
+        if config_len & 0xFFFFFFFF > 1 << 20:
+            fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config over 1 MiB")
+        config = m.read_bytes(config_ptr, config_len, "load_by_name_with_config: config").decode("utf-8", "replace")
+        handle = self.client._load_by_name(name, config)
+        m.write_u32(out_graph, handle, "load_by_name_with_config: graph out-pointer")
+
+    def init_execution_context(self, graph: int, out_ctx: int) -> None:
+        self.memory.check_u32(out_ctx, "init_execution_context: context out-pointer")
+        handle = self.client._init_execution_context(graph & 0xFFFFFFFF)
+        self.memory.write_u32(out_ctx, handle, "init_execution_context: context out-pointer")
+
+    def set_input(self, ctx: int, index: int, tensor_ptr: int) -> None:
+        m = self.memory
+        context = self.client.contexts.get(ctx & 0xFFFFFFFF)
+        dims_ptr, dims_len, type_code, data_ptr, data_len = m.unpack(TENSOR, tensor_ptr, "set_input: tensor")
+        ttype = check_type_code(type_code)
+        if dims_len > MAX_RANK:
+            fail(ErrorCode.INVALID_ARGUMENT, f"set_input: rank {dims_len} is over the maximum of {MAX_RANK}")
+        dims = m.unpack(struct.Struct(f"<{dims_len}I"), dims_ptr, "set_input: tensor dims") if dims_len else ()
+        data = m.span(data_ptr, data_len, "set_input: tensor data")
+        context.set_input(index & 0xFFFFFFFF, Tensor.from_bytes(dims, ttype, data.copy()))
+
+    def compute(self, ctx: int) -> None:
+        self.client.contexts.get(ctx & 0xFFFFFFFF).compute()
+
+    def get_output(self, ctx: int, index: int, out_ptr: int, out_max: int, out_written: int) -> None:
+        m = self.memory
+        m.check_u32(out_written, "get_output: bytes-written out-pointer")
+        tensor = self.client.contexts.get(ctx & 0xFFFFFFFF).get_output(index & 0xFFFFFFFF)
+        nbytes = tensor.nbytes
+        if nbytes > out_max & 0xFFFFFFFF:
+            m.write_u32(out_written, nbytes, "get_output: bytes-written out-pointer")
+            fail(
+                ErrorCode.TOO_LARGE,
+                f"get_output: output {index} is {nbytes} bytes, the buffer {out_max & 0xFFFFFFFF}; "
+                "the size needed is in bytes_written",
+            )
+        tensor.copy_into(m.span(out_ptr, nbytes, "get_output: output buffer"))
+        m.write_u32(out_written, nbytes, "get_output: bytes-written out-pointer")
+
+    def unload(self, graph: int) -> None:
+        self.client.graphs.remove(graph & 0xFFFFFFFF)
+
+    def finalize_execution_context(self, ctx: int) -> None:
+        self.client._finalize_execution_context(ctx & 0xFFFFFFFF)
+
+    def compute_single(self, ctx: int) -> None:
+        self.client.contexts.get(ctx & 0xFFFFFFFF)
+        fail(ErrorCode.UNSUPPORTED_OPERATION, "compute_single (token streaming) needs a prompt graph; this is not one")
+
+    def get_output_single(self, ctx: int, index: int, out_ptr: int, out_max: int, out_written: int) -> None:
+        self.compute_single(ctx)
+
+    def fini_single(self, ctx: int) -> None:
+        self.compute_single(ctx)

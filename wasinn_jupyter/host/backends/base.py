@@ -1,0 +1,148 @@
+"""What a backend implements: a Graph that runs a list of tensors to a list of tensors.
+
+Backends never see guest memory or handles. The execution context (inputs set one by one, outputs read one by
+one, or everything in one named call) is the same for every backend, so it lives here once.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorCode, WasiNNError, fail
+from ..tensors import Tensor
+
+# A graph accepts at most this many positional inputs; it bounds what a hostile index can make the host allocate.
+MAX_INPUTS = 1024
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    type: str | None = None
+    dims: list[int | None] | None = None
+
+
+@dataclass
+class GraphInfo:
+    """What is known about a graph, for `info` commands and widgets (unknown parts are None)."""
+
+    name: str
+    kind: str
+    device: str
+    inputs: list[TensorInfo] | None = None
+    outputs: list[TensorInfo] | None = None
+    parameters: int | None = None
+    dtypes: list[str] = field(default_factory=list)
+    source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+class Graph(ABC):
+    """A loaded model. Thread-safe for ``run``: several contexts (and guests) may share one graph."""
+
+    name: str
+    device: str
+
+    @abstractmethod
+    def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:
+        """Compute outputs from inputs (a dict names them); raise WasiNNError, or anything: it becomes runtime_error."""
+
+    @abstractmethod
+    def info(self) -> GraphInfo: ...
+
+    def input_names(self) -> list[str] | None:
+        """Names of the positional inputs, where the model declares them (cheap: called on every set_input)."""
+        return None
+
+    def init_execution_context(self) -> ExecutionContext:
+        return ExecutionContext(self)
+
+    def close(self) -> None:  # noqa: B027 - optional: most graphs hold nothing to release
+        """Release what the graph holds (device memory); the default has nothing to release."""
+
+
+class ExecutionContext:
+    """Inputs by index, one compute, outputs by index: the witx call sequence, backend-independent."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.inputs: dict[int, Tensor] = {}
+        self.outputs: list[Tensor] | None = None
+        self.output_names: list[str] | None = None
+        self._busy = threading.Lock()
+
+    def set_input(self, index: int, tensor: Tensor) -> None:
+        if not 0 <= index < MAX_INPUTS:
+            fail(ErrorCode.INVALID_ARGUMENT, f"input index {index} is out of range (0..{MAX_INPUTS - 1})")
+        names = self.graph.input_names()
+        if names is not None and index >= len(names):
+            fail(
+                ErrorCode.INVALID_ARGUMENT,
+                f"graph {self.graph.name!r} takes {len(names)} input(s) ({', '.join(names)}); "
+                f"index {index} is past them",
+            )
+        self.inputs[index] = tensor
+
+    def compute(self) -> None:
+        count = len(self.inputs)
+        missing = [i for i in range(count) if i not in self.inputs]
+        if missing or not count:
+            fail(ErrorCode.INVALID_ARGUMENT, f"inputs must be set from index 0 up; missing {missing or [0]}")
+        if not self._busy.acquire(blocking=False):
+            fail(ErrorCode.BUSY, "this execution context is already computing")
+        try:
+            result = self.graph.run([self.inputs[i] for i in range(count)])
+        except WasiNNError:
+            raise
+        except Exception as exc:  # model code: any failure is the model's, reported with its message
+            raise WasiNNError(ErrorCode.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._busy.release()
+        if isinstance(result, dict):
+            self.output_names, self.outputs = list(result), list(result.values())
+        else:
+            self.output_names, self.outputs = None, list(result)
+
+    def get_output(self, index: int) -> Tensor:
+        if self.outputs is None:
+            fail(ErrorCode.INVALID_ARGUMENT, "no outputs yet: call compute first")
+        if not 0 <= index < len(self.outputs):
+            fail(ErrorCode.INVALID_ARGUMENT, f"output index {index} is out of range (graph gave {len(self.outputs)})")
+        return self.outputs[index]
+
+    def compute_named(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The phase-3 single call: named tensors in, named tensors out."""
+        names = self.graph.input_names()
+        if names is None:
+            ordered = list(inputs.values())
+        else:
+            unknown = sorted(set(inputs) - set(names))
+            missing = [n for n in names if n not in inputs]
+            if unknown or missing:
+                fail(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"graph {self.graph.name!r} takes inputs {names}; unknown {unknown}, missing {missing}",
+                )
+            ordered = [inputs[n] for n in names]
+        self.inputs = dict(enumerate(ordered))
+        self.compute()
+        assert self.outputs is not None
+        if self.output_names is not None:
+            out_names = self.output_names
+        elif names is None and len(self.outputs) == len(inputs):
+            out_names = list(inputs)  # a graph that declares no names (echo) keeps the caller's
+        else:
+            out_names = [f"output{i}" for i in range(len(self.outputs))]
+        return dict(zip(out_names, self.outputs, strict=False))
+
+    def close(self) -> None:
+        self.inputs.clear()
+        self.outputs = None

@@ -1,0 +1,253 @@
+"""The PyTorch backend: TorchScript, torch.export programs and live ``nn.Module`` objects.
+
+Loading rules, from the threat model: bytes that come from a guest are only ever read by the TorchScript loader
+(its archive holds code for the TorchScript interpreter, not Python pickles of arbitrary objects). torch.export
+archives (.pt2) are unpickled by ``torch.export.load``, so they load only from files the user names, never from
+guest bytes. Plain ``torch.save`` pickles are refused everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ErrorCode, WasiNNError, fail
+from ..tensors import Tensor, type_of_torch
+from .base import Graph, GraphInfo, TensorInfo
+
+if TYPE_CHECKING:
+    import torch
+
+# Archive kinds, as told by the names inside the zip.
+TORCHSCRIPT = "torchscript"
+EXPORT = "torch.export"
+PICKLE = "torch.save pickle"
+
+
+def archive_kind(source: bytes | Path, max_bytes: int) -> str:
+    """Which kind of PyTorch archive ``source`` is, after checking that it unpacks within ``max_bytes``."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        fail(ErrorCode.INVALID_ENCODING, f"not a PyTorch archive (a zip file was expected): {exc}")
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > max_bytes:
+        fail(
+            ErrorCode.TOO_LARGE,
+            f"archive unpacks to {unpacked} bytes, over the limit of {max_bytes} (max_model_bytes)",
+        )
+    names = [i.filename for i in infos]
+    if any(n.endswith("archive_format") for n in names):
+        return EXPORT
+    if any("/code/" in n for n in names):
+        return TORCHSCRIPT
+    if any(n.endswith("data.pkl") for n in names):
+        return PICKLE
+    fail(ErrorCode.INVALID_ENCODING, "zip archive is neither TorchScript nor a torch.export program")
+
+
+def _refuse_pickle(what: str) -> None:
+    fail(
+        ErrorCode.INVALID_ENCODING,
+        f"{what} is a torch.save pickle; pickles can run arbitrary code and are never loaded. "
+        "Save the model with torch.jit.save(torch.jit.script(model)) or torch.export.save(...)",
+    )
+
+
+def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGraph:
+    """A graph from guest bytes: TorchScript only."""
+    kind = archive_kind(data, max_bytes)
+    if kind == PICKLE:
+        _refuse_pickle("the model bytes")
+    if kind == EXPORT:
+        fail(
+            ErrorCode.INVALID_ENCODING,
+            "torch.export programs are not loaded from guest bytes (torch.export.load unpickles); "
+            "register the .pt2 file on the host and use load_by_name",
+        )
+    import torch
+
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location=device)
+    except Exception as exc:
+        raise WasiNNError(ErrorCode.INVALID_ENCODING, f"TorchScript archive could not be loaded: {exc}") from exc
+    return TorchGraph(name, module, device, kind=TORCHSCRIPT, source=f"{len(data)} bytes from the guest")
+
+
+def load_path(path: Path, device: str, name: str, max_bytes: int) -> TorchGraph:
+    """A graph from a host file: .pt (TorchScript), .pt2 (torch.export), or a directory holding model.pt[2]."""
+    if path.is_dir():
+        for candidate in ("model.pt", "model.pt2"):
+            if (path / candidate).is_file():
+                return load_path(path / candidate, device, name, max_bytes)
+        fail(ErrorCode.NOT_FOUND, f"directory {path} holds no model.pt or model.pt2")
+    if not path.is_file():
+        fail(ErrorCode.NOT_FOUND, f"model file {path} does not exist")
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        fail(ErrorCode.TOO_LARGE, f"model file {path} is {size} bytes, over the limit of {max_bytes}")
+    kind = archive_kind(path, max_bytes)
+    if kind == PICKLE:
+        _refuse_pickle(str(path))
+    import torch
+
+    try:
+        if kind == EXPORT:
+            return from_exported(torch.export.load(str(path)), device, name, source=str(path))
+        module = torch.jit.load(str(path), map_location=device)
+    except WasiNNError:
+        raise
+    except Exception as exc:
+        raise WasiNNError(ErrorCode.INVALID_ENCODING, f"{path} could not be loaded as {kind}: {exc}") from exc
+    return TorchGraph(name, module, device, kind=TORCHSCRIPT, source=str(path))
+
+
+def from_exported(program: Any, device: str, name: str, source: str | None = None) -> TorchGraph:
+    import torch
+
+    if device != "cpu":
+        program = torch.export.passes.move_to_device_pass(program, device)
+    sig = program.graph_signature
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    inputs = []
+    for spec in sig.input_specs:
+        if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT:
+            val = placeholders[spec.arg.name].meta.get("val") if spec.arg.name in placeholders else None
+            inputs.append(_tensor_info(spec.arg.name, val))
+    graph = TorchGraph(name, program.module(), device, kind=EXPORT, source=source, inputs=inputs)
+    graph._parameters = sum(int(p.numel()) for p in program.parameters())
+    return graph
+
+
+def from_object(obj: Any, device: str, name: str) -> TorchGraph:
+    """A graph from a live object: an ExportedProgram, a ScriptModule or an nn.Module (never modified in place)."""
+    import torch
+
+    if isinstance(obj, torch.export.ExportedProgram):
+        return from_exported(obj, device, name, source="ExportedProgram object")
+    if not isinstance(obj, torch.nn.Module):
+        fail(ErrorCode.INVALID_ARGUMENT, f"{type(obj).__name__} is not an nn.Module, ScriptModule or ExportedProgram")
+    kind = TORCHSCRIPT if isinstance(obj, torch.jit.ScriptModule) else "nn.Module"
+    module = obj
+    if _module_device(obj) not in (None, torch.device(device).type):
+        module = copy.deepcopy(obj).to(device)
+    return TorchGraph(name, module, device, kind=kind, source=f"{type(obj).__name__} object")
+
+
+def _module_device(module: torch.nn.Module) -> str | None:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device.type
+    return None
+
+
+def _tensor_info(name: str, val: Any) -> TensorInfo:
+    if val is None or not hasattr(val, "shape"):
+        return TensorInfo(name)
+    try:
+        type_name: str | None = type_of_torch(val.dtype).name
+    except WasiNNError:
+        type_name = str(val.dtype)
+    dims = [int(d) if isinstance(d, int) else None for d in val.shape]
+    return TensorInfo(name, type_name, dims)
+
+
+def _signature_inputs(module: Any) -> list[TensorInfo] | None:
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        try:
+            args = module.forward.schema.arguments[1:]
+        except (AttributeError, RuntimeError):
+            return None
+        return [TensorInfo(a.name) for a in args]
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return None
+    return [TensorInfo(p.name) for p in params if p.default is p.empty]
+
+
+class TorchGraph(Graph):
+    def __init__(
+        self,
+        name: str,
+        module: Any,
+        device: str,
+        kind: str,
+        source: str | None = None,
+        inputs: list[TensorInfo] | None = None,
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.device = device
+        self.kind = kind
+        self.source = source
+        self._inputs = inputs if inputs is not None else _signature_inputs(module)
+        self._input_names = [t.name for t in self._inputs] if self._inputs is not None else None
+        self._parameters: int | None = None
+
+    def input_names(self) -> list[str] | None:
+        return self._input_names
+
+    def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:  # type: ignore[override]
+        import torch
+
+        if self._input_names is not None and len(inputs) != len(self._input_names):
+            fail(
+                ErrorCode.INVALID_ARGUMENT,
+                f"graph {self.name!r} takes {len(self._input_names)} input(s) "
+                f"({', '.join(self._input_names)}), got {len(inputs)}",
+            )
+        args = [t.to_torch(self.device) for t in inputs]
+        with torch.inference_mode():
+            result = self.module(*args)
+        if isinstance(result, dict):
+            return {str(k): _as_tensor(v, str(k)) for k, v in result.items()}
+        if isinstance(result, (tuple, list)):
+            return [_as_tensor(v, f"output {i}") for i, v in enumerate(result)]
+        return [_as_tensor(result, "output")]
+
+    def info(self) -> GraphInfo:
+        module = self.module
+        dtypes: list[str] = []
+        if self._parameters is None and hasattr(module, "parameters"):
+            params = list(module.parameters())
+            self._parameters = sum(int(p.numel()) for p in params)
+            dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in params})
+        notes = []
+        if getattr(module, "training", False) and self.kind == "nn.Module":
+            notes.append("module is in training mode: call .eval() on it for inference behaviour")
+        return GraphInfo(
+            name=self.name,
+            kind=self.kind,
+            device=self.device,
+            inputs=self._inputs,
+            outputs=None,
+            parameters=self._parameters,
+            dtypes=dtypes,
+            source=self.source,
+            notes=notes,
+        )
+
+    def close(self) -> None:
+        self.module = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def _as_tensor(value: Any, what: str) -> Tensor:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        fail(ErrorCode.RUNTIME_ERROR, f"model returned {type(value).__name__} as {what}; outputs must be tensors")
+    return Tensor(tuple(value.shape), type_of_torch(value.dtype), value)

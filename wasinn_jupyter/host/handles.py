@@ -1,0 +1,69 @@
+"""Handle tables: the u32 numbers a guest holds for graphs and execution contexts.
+
+Handles count up from 0, as in wasmtime, and are never reused within one table, so a stale handle is an error and
+not a different object. Each table has a size limit: a guest that opens contexts and never frees them meets
+``too_large`` instead of taking the host's memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from .errors import ErrorCode, fail
+
+T = TypeVar("T")
+
+U32_MAX = 0xFFFFFFFF
+
+
+class HandleTable(Generic[T]):
+    def __init__(self, kind: str, limit: int) -> None:
+        self.kind = kind
+        self.limit = limit
+        self._items: dict[int, T] = {}
+        self._next = 0
+
+    def insert(self, item: T) -> int:
+        if len(self._items) >= self.limit:
+            fail(
+                ErrorCode.TOO_LARGE,
+                f"too many open {self.kind}s ({self.limit}); free some before opening more",
+            )
+        if self._next > U32_MAX:
+            fail(ErrorCode.TOO_LARGE, f"{self.kind} handles are exhausted")
+        handle = self._next
+        self._next += 1
+        self._items[handle] = item
+        return handle
+
+    def get(self, handle: int) -> T:
+        try:
+            return self._items[handle]
+        except KeyError:
+            fail(ErrorCode.INVALID_ARGUMENT, self._unknown(handle))
+
+    def peek(self, handle: int) -> T | None:
+        return self._items.get(handle)
+
+    def remove(self, handle: int) -> T:
+        try:
+            return self._items.pop(handle)
+        except KeyError:
+            fail(ErrorCode.INVALID_ARGUMENT, self._unknown(handle))
+
+    def _unknown(self, handle: int) -> str:
+        if handle < self._next:
+            return f"{self.kind} handle {handle} was already freed"
+        return f"no {self.kind} has handle {handle}"
+
+    def clear(self) -> list[T]:
+        items = list(self._items.values())
+        self._items.clear()
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[tuple[int, T]]:
+        return iter(list(self._items.items()))

@@ -1,0 +1,211 @@
+"""The Host: the one object every front-end talks to.
+
+A :class:`Host` owns what guests share: the registry of named graphs, the limits and the timeline. Each guest
+(or Python caller) gets a :class:`Client`, which owns that guest's handles, so one guest can neither see nor free
+another's graphs and contexts, and everything a guest opened is freed when its client closes. Every client call
+is recorded on the timeline, failures included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .backends.base import ExecutionContext, Graph, GraphInfo
+from .devices import resolve
+from .encodings import Encoding, Target
+from .errors import ErrorCode, WasiNNError, fail
+from .handles import HandleTable
+from .registry import Registry, check_encoding
+from .tensors import Tensor
+from .timeline import Timeline
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+@dataclass
+class Limits:
+    """Bounds on what one guest can make the host hold. Defaults suit a notebook; the CLI and magics expose them."""
+
+    max_graphs: int = 1024  # open graph handles per guest
+    max_contexts: int = 4096  # open execution contexts per guest
+    max_model_bytes: int = 2 << 30  # a model from guest bytes or a file, unpacked
+
+
+class Host:
+    def __init__(
+        self,
+        *,
+        cpu_fallback: bool = False,
+        model_dirs: Sequence[str | Path] | None = None,
+        limits: Limits | None = None,
+        timeline: Timeline | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.registry = Registry(
+            cpu_fallback=cpu_fallback,
+            model_dirs=[Path(d) for d in model_dirs] if model_dirs is not None else None,
+            max_model_bytes=self.limits.max_model_bytes,
+        )
+        self.timeline = timeline or Timeline()
+        self.last_error: str | None = None
+        self._clients = 0
+        self._lock = threading.Lock()
+
+    @property
+    def cpu_fallback(self) -> bool:
+        return self.registry.cpu_fallback
+
+    def register(
+        self,
+        name: str,
+        source: Any,
+        encoding: str | Encoding = Encoding.AUTODETECT,
+        target: str | Target = Target.CPU,
+    ) -> GraphInfo:
+        """Name a graph for ``load_by_name``: ``"echo"``, a .pt/.pt2 file or directory, or a torch object."""
+        enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
+        tgt = target if isinstance(target, Target) else Target.parse(target)
+        entry = self.registry.register(name, source, enc, tgt)
+        info = entry.graph.info()
+        if entry.note:
+            info.notes.append(entry.note)
+        return info
+
+    def unregister(self, name: str) -> None:
+        self.registry.unregister(name)
+
+    def graphs(self) -> dict[str, GraphInfo]:
+        return {e.name: e.graph.info() for e in self.registry.entries()}
+
+    def client(self, label: str | None = None) -> Client:
+        with self._lock:
+            self._clients += 1
+            number = self._clients
+        return Client(self, label or f"guest{number}")
+
+    def _record_error(self, message: str) -> None:
+        self.last_error = message
+
+
+class Client:
+    """One guest's wasi-nn: its graph and context handles, its last error. Not shared between threads."""
+
+    def __init__(self, host: Host, label: str) -> None:
+        self.host = host
+        self.label = label
+        self.graphs: HandleTable[Graph] = HandleTable("graph", host.limits.max_graphs)
+        self.contexts: HandleTable[ExecutionContext] = HandleTable("execution context", host.limits.max_contexts)
+        self.last_error: str | None = None
+        self._record = host.timeline.record
+
+    def call(self, call: str, graph: str | None, fn: Callable[[], R], nbytes: int = 0) -> R:
+        """Run one wasi-nn call: time it, record it, keep its error message. The ABI layers enter here too."""
+        start = time.perf_counter_ns()
+        try:
+            result = fn()
+        except WasiNNError as err:
+            self.last_error = err.message
+            self.host._record_error(f"{self.label}: {call}: {err.message}")
+            self._record(call, self.label, graph, start, err.code.value, nbytes)
+            raise
+        self._record(call, self.label, graph, start, "ok", nbytes)
+        return result
+
+    def graph_name(self, ctx: int) -> str | None:
+        entry = self.contexts.peek(ctx)
+        return entry.graph.name if entry is not None else None
+
+    # -- the operations, unrecorded: the public methods below and the ABI layers wrap them in call() -----------
+
+    def _load(self, builders: Sequence[bytes], encoding: Encoding, target: Target) -> int:
+        check_encoding(encoding)
+        if len(builders) != 1:
+            fail(
+                ErrorCode.INVALID_ARGUMENT,
+                f"encoding {encoding.name.lower()} takes one builder (the TorchScript archive), got {len(builders)}",
+            )
+        limit = self.host.limits.max_model_bytes
+        if len(builders[0]) > limit:
+            fail(ErrorCode.TOO_LARGE, f"model is {len(builders[0])} bytes, over the limit of {limit} (max_model_bytes)")
+        device, _ = resolve(target, self.host.cpu_fallback)
+        from .backends import torch as torch_backend
+
+        graph = torch_backend.load_bytes(bytes(builders[0]), device, f"<{len(builders[0])} bytes>", limit)
+        return self.graphs.insert(graph)
+
+    def _load_by_name(self, name: str, config: str | None = None) -> int:
+        if config is not None:
+            try:
+                parsed = json.loads(config) if config.strip() else {}
+            except ValueError as exc:
+                fail(ErrorCode.INVALID_ARGUMENT, f"load_by_name_with_config: config is not JSON: {exc}")
+            if not isinstance(parsed, dict):
+                fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config must be a JSON object")
+            if parsed:
+                log.info("graph %s: config keys %s are not used by the PyTorch backend", name, sorted(parsed))
+        return self.graphs.insert(self.host.registry.get(name).graph)
+
+    def _init_execution_context(self, graph: int) -> int:
+        return self.contexts.insert(self.graphs.get(graph).init_execution_context())
+
+    def _finalize_execution_context(self, ctx: int) -> None:
+        self.contexts.remove(ctx).close()
+
+    # -- the Python API ----------------------------------------------------------------------------------------
+
+    def load(self, builders: Sequence[bytes], encoding: Encoding | str, target: Target | str) -> int:
+        """Load a graph from bytes: a TorchScript archive (encoding pytorch or autodetect)."""
+        enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
+        tgt = target if isinstance(target, Target) else Target.parse(target)
+        return self.call("load", None, lambda: self._load(builders, enc, tgt), sum(len(b) for b in builders))
+
+    def load_by_name(self, name: str, config: str | None = None) -> int:
+        """A handle to the graph registered as ``name``; ``config`` is WasmEdge's JSON text (checked, then unused)."""
+        return self.call("load_by_name", name, lambda: self._load_by_name(name, config))
+
+    def unload(self, graph: int) -> None:
+        self.call("unload", None, lambda: self.graphs.remove(graph))
+
+    def init_execution_context(self, graph: int) -> int:
+        return self.call("init_execution_context", None, lambda: self._init_execution_context(graph))
+
+    def finalize_execution_context(self, ctx: int) -> None:
+        self.call("finalize_execution_context", self.graph_name(ctx), lambda: self._finalize_execution_context(ctx))
+
+    def set_input(self, ctx: int, index: int, tensor: Tensor) -> None:
+        def go() -> None:
+            self.contexts.get(ctx).set_input(index, tensor)
+
+        self.call("set_input", self.graph_name(ctx), go, tensor.nbytes)
+
+    def compute(self, ctx: int) -> None:
+        self.call("compute", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute())
+
+    def get_output(self, ctx: int, index: int) -> Tensor:
+        return self.call("get_output", self.graph_name(ctx), lambda: self.contexts.get(ctx).get_output(index))
+
+    def compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        nbytes = sum(t.nbytes for t in inputs.values())
+        return self.call(
+            "compute_named", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute_named(inputs), nbytes
+        )
+
+    def close(self) -> None:
+        """Free every handle this guest still holds."""
+        for ctx in self.contexts.clear():
+            ctx.close()
+        self.graphs.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

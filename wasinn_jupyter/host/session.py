@@ -1,0 +1,378 @@
+"""Engine, guests and their limits: where wasmtime meets the Host.
+
+A :class:`Session` owns one wasmtime Engine (compiled-code cache on, epoch interruption on) and one :class:`Host`.
+Each :class:`Guest` is a Store and an instance with its own wasi-nn :class:`Client`, WASI context and limits.
+
+Stopping guests: the Session's ticker advances the engine's epoch every ``TICK_S`` while a guest runs, and each
+Store's epoch callback decides for its own guest only: stop (interrupted, or past its deadline) or carry on. So
+interrupting one guest never disturbs another on the same engine. A call made from the main thread runs in a worker
+thread while the main thread waits, so Ctrl-C (or the notebook's interrupt button) reaches Python and stops the
+guest instead of waiting for it.
+
+wasmtime 50 aborts the process if WASI is linked but the store has no WASI context: a Guest always sets one
+before instantiating, and no other code in the package links WASI.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import Config, Engine, ExitTrap, Linker, Module, Store, Trap, WasiConfig, WasmtimeError
+from wasmtime import _ffi as ffi
+
+from .abi.witx import MODULE as WITX_MODULE
+from .abi.witx import WitxBinding, dialect_for
+from .errors import Dialect
+from .host import Host
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.01
+Output = Callable[[bytes], None]
+
+_EPOCH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.POINTER(ffi.wasmtime_context_t),
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(ctypes.c_uint8),
+)
+_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_NO_FINALIZER = _FINALIZER(lambda _data: None)
+
+
+class GuestError(Exception):
+    """A guest could not be compiled or instantiated, or it trapped."""
+
+    def __init__(self, message: str, frames: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.frames = frames or []
+
+    def __str__(self) -> str:
+        if not self.frames:
+            return self.message
+        return self.message + "\nguest backtrace:\n" + "\n".join(f"  {f}" for f in self.frames)
+
+
+class GuestStopped(GuestError):
+    """The host stopped a guest: interrupted, past its deadline or out of fuel. The guest is reusable."""
+
+    def __init__(self, reason: str, frames: list[str] | None = None) -> None:
+        super().__init__(f"guest stopped: {reason}", frames)
+        self.reason = reason
+
+
+@dataclass
+class GuestLimits:
+    """Per-guest resource bounds. ``None`` means unbounded for deadline and fuel."""
+
+    memory_bytes: int = 2 << 30  # linear memory; growth past it fails inside the guest
+    tables: int = 16
+    table_elements: int = 1_000_000
+    instances: int = 16
+    deadline_s: float | None = None  # wall-clock budget for one call into the guest
+    fuel: int | None = None  # instructions-ish budget per call; needs Session(fuel=True)
+
+
+@dataclass
+class WasiOptions:
+    """What the guest sees of the outside: argv, environment, preopened directories, where its output goes."""
+
+    argv: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    dirs: Sequence[tuple[str, str]] = ()  # (host path, guest path)
+    stdout: Output | None = None  # None: inherit the process's stdout
+    stderr: Output | None = None
+
+
+class Session:
+    """One Engine and one Host; guests are instantiated from here."""
+
+    def __init__(self, host: Host | None = None, *, cache: bool = True, fuel: bool = False) -> None:
+        self.host = host or Host()
+        config = Config()
+        config.epoch_interruption = True
+        config.consume_fuel = fuel
+        if cache:
+            try:
+                config.cache = True
+            except WasmtimeError as exc:  # a read-only home must not stop the session
+                log.warning("wasmtime compilation cache is off: %s", exc)
+        self.fuel = fuel
+        self.engine = Engine(config)
+        self._running = 0
+        self._running_lock = threading.Lock()
+        self._ticking = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    # -- compiling -----------------------------------------------------------------------------------------
+
+    def compile(self, source: bytes | str | Path) -> Module:
+        """A module from WAT text, wasm bytes, or a .wat/.wasm file."""
+        if isinstance(source, Path):
+            source = source.read_text() if source.suffix == ".wat" else source.read_bytes()
+        try:
+            if isinstance(source, str):
+                source = wasmtime.wat2wasm(source)
+            return Module(self.engine, source)
+        except WasmtimeError as exc:
+            raise GuestError(f"the module does not compile: {exc}") from None
+
+    # -- instantiating -------------------------------------------------------------------------------------
+
+    def instantiate(
+        self,
+        module: Module,
+        *,
+        wasi: WasiOptions | None = None,
+        limits: GuestLimits | None = None,
+        dialect: Dialect | str = "auto",
+        label: str | None = None,
+    ) -> Guest:
+        return Guest(self, module, wasi or WasiOptions(), limits or GuestLimits(), dialect, label)
+
+    def run(self, source: bytes | str | Path, wasi: WasiOptions | None = None, **kwargs: Any) -> int:
+        """Compile, instantiate and run a command guest; its exit code."""
+        guest = self.instantiate(self.compile(source), wasi=wasi, **kwargs)
+        try:
+            return guest.run()
+        finally:
+            guest.close()
+
+    # -- the epoch ticker: advances only while some guest runs -----------------------------------------------
+
+    def _enter(self) -> None:
+        with self._running_lock:
+            self._running += 1
+            self._ticking.set()
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, name="wasinn-epoch", daemon=True)
+                self._ticker.start()
+
+    def _leave(self) -> None:
+        with self._running_lock:
+            self._running -= 1
+            if not self._running:
+                self._ticking.clear()
+
+    def _tick(self) -> None:
+        while True:
+            self._ticking.wait()
+            time.sleep(TICK_S)
+            self.engine.increment_epoch()
+
+
+class Guest:
+    """A guest instance: its Store, its wasi-nn client and its WASI context."""
+
+    def __init__(
+        self,
+        session: Session,
+        module: Module,
+        wasi: WasiOptions,
+        limits: GuestLimits,
+        dialect: Dialect | str,
+        label: str | None,
+    ) -> None:
+        self.session = session
+        self.module = module
+        self.limits = limits
+        self.client = session.host.client(label)
+        self.label = self.client.label
+        nn_imports = {i.name for i in module.imports if i.module == WITX_MODULE and i.name}
+        if dialect == "auto":
+            dialect = dialect_for(nn_imports)
+        self.dialect = Dialect(dialect)
+        self._stop_reason: str | None = None
+        self._deadline: float | None = None
+
+        self.store = Store(session.engine)
+        self.store.set_wasi(_wasi_config(wasi))  # before anything links WASI: see the module docstring
+        self.store.set_limits(
+            memory_size=limits.memory_bytes,
+            table_elements=limits.table_elements,
+            instances=limits.instances,
+            tables=limits.tables,
+            memories=1,
+        )
+        self._callback = _EPOCH_CALLBACK(self._on_epoch)
+        ffi.wasmtime_store_epoch_deadline_callback(self.store.ptr(), self._callback, None, _NO_FINALIZER)
+
+        linker = Linker(session.engine)
+        linker.define_wasi()
+        self.binding = WitxBinding(self.client, self.dialect)
+        self.binding.define(linker)
+        self.instance = self._guarded(lambda: linker.instantiate(self.store, module), watch=False)
+        memory = self.instance.exports(self.store).get("memory")
+        if isinstance(memory, wasmtime.Memory):
+            self.binding.memory.memory = memory
+
+    # -- calling into the guest ----------------------------------------------------------------------------
+
+    def exports(self) -> list[str]:
+        return [e.name for e in self.module.exports]
+
+    def call(self, name: str, *args: Any, watch: bool | None = None) -> Any:
+        """Call an exported function. ``watch`` (default: on the main thread) runs it so Ctrl-C can stop it."""
+        func = self.instance.exports(self.store).get(name)
+        if not isinstance(func, wasmtime.Func):
+            raise GuestError(f"the guest exports no function {name!r} (exports: {', '.join(self.exports())})")
+        return self._guarded(lambda: func(self.store, *args), watch=watch)
+
+    def run(self, watch: bool | None = None) -> int:
+        """Run a command guest's ``_start``; its exit code (0 when it returns)."""
+        try:
+            self.call("_start", watch=watch)
+        except _Exit as exc:
+            return exc.code
+        return 0
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop the running call at the next epoch tick (from any thread)."""
+        self._stop_reason = reason
+
+    def _on_epoch(self, _ctx: Any, _data: Any, delta: Any, kind: Any) -> int:
+        try:
+            reason = self._stop_reason
+            if reason is None and self._deadline is not None and time.monotonic() > self._deadline:
+                reason = self._stop_reason = f"deadline of {self.limits.deadline_s} s exceeded"
+            if reason is not None:
+                err = ffi.wasmtime_error_new(reason.encode())
+                return ctypes.cast(err, ctypes.c_void_p).value or 0
+        except BaseException:  # noqa: BLE001 - nothing may escape into wasmtime
+            pass
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        return 0
+
+    def _guarded(self, fn: Callable[[], Any], watch: bool | None) -> Any:
+        """Run ``fn`` (which enters the guest) with deadline, fuel and interrupt handling."""
+        if watch is None:
+            watch = threading.current_thread() is threading.main_thread()
+        self._stop_reason = None
+        limits = self.limits
+        self._deadline = time.monotonic() + limits.deadline_s if limits.deadline_s else None
+        if limits.fuel is not None:
+            if not self.session.fuel:
+                raise GuestError("a fuel budget needs Session(fuel=True)")
+            self.store.set_fuel(limits.fuel)
+        elif self.session.fuel:
+            self.store.set_fuel(2**63 - 1)
+        self.store.set_epoch_deadline(1)
+        self.session._enter()
+        try:
+            return self._translate(_watched(fn, self.interrupt) if watch else fn)
+        finally:
+            self.session._leave()
+            self._deadline = None
+
+    def _translate(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ExitTrap as exc:
+            raise _Exit(exc.code) from None
+        except Trap as exc:
+            frames = _frames(exc)
+            if exc.trap_code is wasmtime.TrapCode.OUT_OF_FUEL:
+                raise GuestStopped(f"fuel budget of {self.limits.fuel} exhausted", frames) from None
+            if exc.trap_code is wasmtime.TrapCode.INTERRUPT or self._stop_reason:
+                raise GuestStopped(self._stop_reason or "interrupted", frames) from None
+            raise GuestError(f"guest trapped: {exc.message}", frames) from None
+        except WasmtimeError as exc:
+            if self._stop_reason:
+                raise GuestStopped(self._stop_reason) from None
+            raise GuestError(f"guest failed: {exc}") from None
+
+    def close(self) -> None:
+        """Free the guest's wasi-nn handles; the Store goes with the last reference."""
+        self.client.close()
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _watched(fn: Callable[[], Any], interrupt: Callable[[str], None]) -> Callable[[], Any]:
+    """``fn`` run in a worker thread while this thread waits, turning KeyboardInterrupt into a guest interrupt."""
+
+    def run() -> Any:
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="wasinn-guest", daemon=True).start()
+        interrupted = False
+        while not done.is_set():
+            try:
+                done.wait(0.05)
+            except KeyboardInterrupt:
+                interrupted = True
+                interrupt("interrupted (KeyboardInterrupt)")
+        if "error" in box:
+            raise box["error"]
+        if interrupted:
+            raise GuestStopped("interrupted (KeyboardInterrupt)")
+        return box.get("value")
+
+    return run
+
+
+def _frames(trap: Trap) -> list[str]:
+    out = []
+    try:
+        for frame in trap.frames:
+            name = frame.func_name or f"func[{frame.func_index}]"
+            out.append(f"{frame.module_name or 'guest'}!{name} @ 0x{frame.module_offset:x}")
+    except Exception:  # noqa: BLE001 - a backtrace is a nicety
+        pass
+    return out
+
+
+def _wasi_config(opts: WasiOptions) -> WasiConfig:
+    config = WasiConfig()
+    config.argv = list(opts.argv)
+    config.env = list(opts.env.items())
+    for host_dir, guest_dir in opts.dirs:
+        config.preopen_dir(str(host_dir), guest_dir)
+    if opts.stdout is None:
+        config.inherit_stdout()
+    else:
+        config.stdout_custom = _writer(opts.stdout)
+    if opts.stderr is None:
+        config.inherit_stderr()
+    else:
+        config.stderr_custom = _writer(opts.stderr)
+    return config
+
+
+def _writer(out: Output) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        try:
+            out(data)
+        except Exception:
+            log.exception("guest output sink failed")
+
+    return write
