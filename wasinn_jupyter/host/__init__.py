@@ -10,7 +10,7 @@ from .backends.base import GraphInfo, TensorInfo
 from .encodings import Encoding, Target
 from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
 from .host import Client, Host, Limits
-from .session import Guest, GuestError, GuestLimits, GuestStopped, Session, WasiOptions
+from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
 from .tensors import TENSOR_TYPES, Tensor, TensorType
 from .timeline import CallRecord, Timeline
 
@@ -24,8 +24,10 @@ __all__ = [
     "GraphInfo",
     "Guest",
     "GuestError",
+    "GuestExit",
     "GuestLimits",
     "GuestStopped",
+    "GuestTrap",
     "Host",
     "Limits",
     "Session",

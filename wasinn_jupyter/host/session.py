@@ -63,6 +63,18 @@ class GuestError(Exception):
         return self.message + "\nguest backtrace:\n" + "\n".join(f"  {f}" for f in self.frames)
 
 
+class GuestTrap(GuestError):
+    """The guest trapped (unreachable, out-of-bounds access, stack overflow...). The instance may be unusable."""
+
+
+class GuestExit(GuestError):
+    """The guest called WASI ``proc_exit``: not an error for a command guest, whose ``run`` returns the code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"guest exited with code {code}")
+        self.code = code
+
+
 class GuestStopped(GuestError):
     """The host stopped a guest: interrupted, past its deadline or out of fuel. The guest is reusable."""
 
@@ -232,7 +244,7 @@ class Guest:
         """Run a command guest's ``_start``; its exit code (0 when it returns)."""
         try:
             self.call("_start", watch=watch)
-        except _Exit as exc:
+        except GuestExit as exc:
             return exc.code
         return 0
 
@@ -279,14 +291,14 @@ class Guest:
         try:
             return fn()
         except ExitTrap as exc:
-            raise _Exit(exc.code) from None
+            raise GuestExit(exc.code) from None
         except Trap as exc:
             frames = _frames(exc)
             if exc.trap_code is wasmtime.TrapCode.OUT_OF_FUEL:
                 raise GuestStopped(f"fuel budget of {self.limits.fuel} exhausted", frames) from None
             if exc.trap_code is wasmtime.TrapCode.INTERRUPT or self._stop_reason:
                 raise GuestStopped(self._stop_reason or "interrupted", frames) from None
-            raise GuestError(f"guest trapped: {exc.message}", frames) from None
+            raise GuestTrap(f"guest trapped: {exc.message}", frames) from None
         except WasmtimeError as exc:
             if self._stop_reason:
                 raise GuestStopped(self._stop_reason) from None
@@ -301,11 +313,6 @@ class Guest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Exit(Exception):
-    def __init__(self, code: int) -> None:
-        self.code = code
 
 
 def _watched(fn: Callable[[], Any], interrupt: Callable[[str], None]) -> Callable[[], Any]:
