@@ -111,9 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         for name, encoding, target, path in [*args.nn_preload, *args.nn_graph]:
             source = "echo" if path == "echo" else path
-            info = host.register(name, source, encoding, target)
-            for note in info.notes:
-                print(f"wasinn: {name}: {note}", file=sys.stderr)
+            host.register(name, source, encoding, target)  # a CPU fallback is logged as a warning
     except WasiNNError as exc:
         print(f"wasinn: cannot register graph: {exc}", file=sys.stderr)
         return 1

@@ -195,6 +195,8 @@ class Guest:
         dialect: Dialect | str,
         label: str | None,
     ) -> None:
+        if limits.fuel is not None and not session.fuel:
+            raise GuestError("a fuel budget needs Session(fuel=True)")
         self.session = session
         self.module = module
         self.limits = limits
@@ -274,8 +276,6 @@ class Guest:
         limits = self.limits
         self._deadline = time.monotonic() + limits.deadline_s if limits.deadline_s else None
         if limits.fuel is not None:
-            if not self.session.fuel:
-                raise GuestError("a fuel budget needs Session(fuel=True)")
             self.store.set_fuel(limits.fuel)
         elif self.session.fuel:
             self.store.set_fuel(2**63 - 1)

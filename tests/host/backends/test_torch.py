@@ -1,0 +1,214 @@
+"""The PyTorch backend: every way a graph arrives, what is refused, and model failures."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wasinn_jupyter.host import Host, Tensor, WasiNNError
+from wasinn_jupyter.host.errors import ErrorCode
+
+
+class Affine(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class TwoHeads(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return a + b, a * b
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return Affine().eval()
+
+
+def compute(host: Host, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+    with host.client() as client:
+        ctx = client.init_execution_context(client.load_by_name(name))
+        for i, x in enumerate(inputs):
+            client.set_input(ctx, i, Tensor.from_value(x))
+        client.compute(ctx)
+        outputs = client.contexts.get(ctx).outputs or []
+        return [t.to_torch() for t in outputs]
+
+
+def test_torchscript_file_and_directory(tmp_path, model) -> None:
+    torch.jit.save(torch.jit.script(model), tmp_path / "model.pt")
+    host = Host()
+    info = host.register("file", tmp_path / "model.pt")
+    assert (info.kind, info.parameters, info.device) == ("torchscript", 10, "cpu")
+    assert [t.name for t in info.inputs or []] == ["x"]
+    host.register("dir", tmp_path)  # wasmtime's style: <dir>/model.pt
+    x = torch.rand(3, 4)
+    expected = model(x)
+    for name in ("file", "dir"):
+        torch.testing.assert_close(compute(host, name, x)[0], expected)
+
+
+def test_export_program_file_and_object(tmp_path, model) -> None:
+    x = torch.rand(3, 4)
+    program = torch.export.export(model, (x,))
+    torch.export.save(program, tmp_path / "model.pt2")
+    host = Host()
+    info = host.register("pt2", tmp_path / "model.pt2")
+    assert info.kind == "torch.export"
+    assert info.inputs and info.inputs[0].dims == [3, 4] and info.inputs[0].type == "f32"
+    host.register("obj", program)
+    for name in ("pt2", "obj"):
+        torch.testing.assert_close(compute(host, name, x)[0], model(x))
+
+
+def test_live_module_is_not_modified_and_tuple_outputs(model) -> None:
+    host = Host()
+    host.register("two", TwoHeads())
+    a, b = torch.rand(2), torch.rand(2)
+    out = compute(host, "two", a, b)
+    torch.testing.assert_close(out[0], a + b)
+    torch.testing.assert_close(out[1], a * b)
+    training = Affine()  # left in training mode: registered as is, with a note
+    info = host.register("training", training)
+    assert training.training and any("training mode" in n for n in info.notes)
+
+
+def test_named_single_call_compute(model) -> None:
+    host = Host()
+    host.register("two", TwoHeads())
+    host.register("echo", "echo")
+    with host.client() as client:
+        ctx = client.init_execution_context(client.load_by_name("two"))
+        out = client.compute_named(
+            ctx, {"b": Tensor.from_value(np.ones(2, np.float32)), "a": Tensor.from_value(np.full(2, 3, np.float32))}
+        )
+        assert list(out) == ["output0", "output1"]
+        np.testing.assert_array_equal(out["output1"].to_numpy(), [3, 3])
+        with pytest.raises(WasiNNError) as err:
+            client.compute_named(ctx, {"a": Tensor.from_value(np.ones(2, np.float32))})
+        assert err.value.code is ErrorCode.INVALID_ARGUMENT and "missing ['b']" in err.value.message
+        echo = client.init_execution_context(client.load_by_name("echo"))
+        out = client.compute_named(echo, {"pixels": Tensor.from_value(np.arange(3, dtype=np.uint8))})
+        assert list(out) == ["pixels"]
+
+
+def test_dict_outputs_keep_their_names() -> None:
+    class Named(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"double": x * 2, "half": x / 2}
+
+    host = Host()
+    host.register("named", Named())
+    with host.client() as client:
+        ctx = client.init_execution_context(client.load_by_name("named"))
+        out = client.compute_named(ctx, {"x": Tensor.from_value(torch.ones(2))})
+        assert sorted(out) == ["double", "half"]
+
+
+def test_pickles_are_refused(tmp_path, model) -> None:
+    torch.save(model, tmp_path / "pickled.pt")
+    with pytest.raises(WasiNNError) as err:
+        Host().register("p", tmp_path / "pickled.pt")
+    assert err.value.code is ErrorCode.INVALID_ENCODING and "pickle" in err.value.message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "flipped bytes"])
+def test_corrupt_files_are_invalid_encoding(tmp_path, model, damage) -> None:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buffer)
+    data = buffer.getvalue()
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "not a zip":
+        data = b"\x89PNG" + data[4:100]
+    else:
+        raw = bytearray(data)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            code = next(i for i in zf.infolist() if "/code/" in i.filename and i.file_size > 40)
+        start = code.header_offset + 30 + len(code.filename)
+        raw[start : start + 40] = b"\xff" * 40
+        data = bytes(raw)
+    (tmp_path / "bad.pt").write_bytes(data)
+    with pytest.raises(WasiNNError) as err:
+        Host().register("bad", tmp_path / "bad.pt")
+    assert err.value.code is ErrorCode.INVALID_ENCODING, err.value
+
+
+def test_missing_file_and_disallowed_directory(tmp_path, model) -> None:
+    with pytest.raises(WasiNNError) as err:
+        Host().register("x", tmp_path / "absent.pt")
+    assert err.value.code is ErrorCode.NOT_FOUND
+    torch.jit.save(torch.jit.script(model), tmp_path / "model.pt")
+    allowed = tmp_path / "models"
+    allowed.mkdir()
+    with pytest.raises(WasiNNError) as err:
+        Host(model_dirs=[allowed]).register("x", allowed / ".." / "model.pt")
+    assert err.value.code is ErrorCode.SECURITY
+
+
+def test_model_that_raises_is_runtime_error_with_its_message() -> None:
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("weights are on fire")
+
+    class NotATensor(nn.Module):
+        def forward(self, x: torch.Tensor) -> int:
+            return 3
+
+    host = Host()
+    host.register("broken", Broken())
+    host.register("int", NotATensor())
+    for name, text in (("broken", "weights are on fire"), ("int", "outputs must be tensors")):
+        with host.client() as client:
+            ctx = client.init_execution_context(client.load_by_name(name))
+            client.set_input(ctx, 0, Tensor.from_value(np.zeros(1, np.float32)))
+            with pytest.raises(WasiNNError) as err:
+                client.compute(ctx)
+            assert err.value.code is ErrorCode.RUNTIME_ERROR and text in err.value.message
+
+
+def test_wrong_input_count_is_invalid_argument(model) -> None:
+    host = Host()
+    host.register("affine", model)
+    with host.client() as client:
+        ctx = client.init_execution_context(client.load_by_name("affine"))
+        with pytest.raises(WasiNNError) as err:
+            client.set_input(ctx, 1, Tensor.from_value(np.zeros(4, np.float32)))
+        assert "takes 1 input" in err.value.message
+
+
+def test_load_from_guest_bytes(make_abi, torchscript_identity) -> None:
+    abi = make_abi()
+    for encoding in (3, 5):  # pytorch, autodetect
+        abi.write(8192, torchscript_identity)
+        abi.write(512, struct.pack("<II", 8192, len(torchscript_identity)))
+        assert abi.call("load", 512, 1, encoding, 0, 64) == 0, abi.guest.client.last_error
+        assert abi.call("init_execution_context", abi.u32(64), 68) == 0
+        ctx = abi.u32(68)
+        data = np.arange(6, dtype=np.float64).tobytes()
+        abi.call("set_input", ctx, 0, abi.tensor(1024, [2, 3], 2, data))
+        assert abi.call("compute", ctx) == 0, abi.guest.client.last_error
+        assert abi.call("get_output", ctx, 0, 4096, 64, 60) == 0
+        assert abi.read(4096, 48) == data
+
+
+def test_export_programs_and_pickles_are_refused_from_guest_bytes(make_abi, tmp_path, model) -> None:
+    abi = make_abi()
+    torch.export.save(torch.export.export(model, (torch.rand(1, 4),)), tmp_path / "m.pt2")
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    for path, text in ((tmp_path / "m.pt2", "not loaded from guest bytes"), (tmp_path / "sd.pt", "pickle")):
+        blob = path.read_bytes()
+        abi.write(8192, blob)
+        abi.write(512, struct.pack("<II", 8192, len(blob)))
+        assert abi.call("load", 512, 1, 5, 0, 64) == 2
+        assert text in abi.guest.client.last_error

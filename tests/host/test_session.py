@@ -1,0 +1,171 @@
+"""Guests under the Session: WASI, traps, and stopping runaway guests without losing the host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from wasinn_jupyter.host import GuestError, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
+
+WASI = '(import "wasi_snapshot_preview1" "{0}" (func ${0} {1}))'
+
+ECHO_ARGS = (
+    "(module\n"
+    + WASI.format("args_sizes_get", "(param i32 i32) (result i32)")
+    + WASI.format("args_get", "(param i32 i32) (result i32)")
+    + WASI.format("environ_sizes_get", "(param i32 i32) (result i32)")
+    + WASI.format("environ_get", "(param i32 i32) (result i32)")
+    + WASI.format("fd_write", "(param i32 i32 i32 i32) (result i32)")
+    + WASI.format("proc_exit", "(param i32)")
+    + r"""
+  (memory (export "memory") 1)
+  ;; writes the argv buffer to stdout and the environ buffer to stderr (NULs and all), exits with argc
+  (func (export "_start")
+    (drop (call $args_sizes_get (i32.const 0) (i32.const 4)))
+    (drop (call $args_get (i32.const 64) (i32.const 1024)))
+    (i32.store (i32.const 16) (i32.const 1024))
+    (i32.store (i32.const 20) (i32.load (i32.const 4)))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (drop (call $environ_sizes_get (i32.const 8) (i32.const 12)))
+    (drop (call $environ_get (i32.const 64) (i32.const 2048)))
+    (i32.store (i32.const 16) (i32.const 2048))
+    (i32.store (i32.const 20) (i32.load (i32.const 12)))
+    (drop (call $fd_write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (call $proc_exit (i32.load (i32.const 0))))
+)"""
+)
+
+RUNAWAY = r"""(module
+  (memory (export "memory") 1 65536)
+  (func (export "spin") (loop $l (br $l)))
+  (func $deep (export "deep") (param i32) (result i32) (i32.add (call $deep (local.get 0)) (i32.const 1)))
+  (func (export "boom") (unreachable))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+)"""
+
+
+def test_argv_env_and_streamed_output(session: Session) -> None:
+    out: list[bytes] = []
+    err: list[bytes] = []
+    wasi = WasiOptions(argv=["prog", "a b", "ü"], env={"MODEL": "echo"}, stdout=out.append, stderr=err.append)
+    assert session.run(ECHO_ARGS, wasi) == 3
+    assert b"".join(out) == "prog\0a b\0ü\0".encode()
+    assert b"".join(err) == b"MODEL=echo\0"
+
+
+def test_preopened_directory(session: Session, tmp_path) -> None:
+    (tmp_path / "input.bin").write_bytes(b"hello")
+    guest_src = (
+        "(module\n"
+        + WASI.format("path_open", "(param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)")
+        + WASI.format("fd_read", "(param i32 i32 i32 i32) (result i32)")
+        + WASI.format("fd_write", "(param i32 i32 i32 i32) (result i32)")
+        + r"""
+  (memory (export "memory") 1)
+  (data (i32.const 100) "input.bin")
+  (func (export "_start")
+    (if (call $path_open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 0)
+                         (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 0)) (then unreachable))
+    (i32.store (i32.const 16) (i32.const 200))
+    (i32.store (i32.const 20) (i32.const 64))
+    (drop (call $fd_read (i32.load (i32.const 0)) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (i32.store (i32.const 20) (i32.load (i32.const 24)))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24))))
+)"""
+    )
+    out: list[bytes] = []
+    assert session.run(guest_src, WasiOptions(dirs=[(str(tmp_path), ".")], stdout=out.append)) == 0
+    assert b"".join(out) == b"hello"
+
+
+def test_trap_has_a_backtrace_and_the_session_goes_on(session: Session) -> None:
+    guest = session.instantiate(session.compile(RUNAWAY))
+    with pytest.raises(GuestTrap) as err:
+        guest.call("boom")
+    assert "unreachable" in str(err.value) and err.value.frames
+    with pytest.raises(GuestTrap, match="stack"):
+        guest.call("deep", 1)
+    assert session.instantiate(session.compile(RUNAWAY)).call("add", 2, 3) == 5
+
+
+def test_interrupt_stops_one_guest_and_not_the_other(session: Session) -> None:
+    module = session.compile(RUNAWAY)
+    spinner, other = session.instantiate(module), session.instantiate(module)
+    results: dict[str, object] = {}
+
+    def spin() -> None:
+        try:
+            spinner.call("spin", watch=False)
+        except GuestStopped as exc:
+            results["spin"] = exc
+
+    def work() -> None:
+        total = 0
+        for _ in range(2000):
+            total += other.call("add", 1, 1, watch=False)
+        results["work"] = total
+
+    threads = [threading.Thread(target=spin), threading.Thread(target=work)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    spinner.interrupt()
+    for t in threads:
+        t.join(10)
+    assert isinstance(results["spin"], GuestStopped)
+    assert results["work"] == 4000
+    assert spinner.call("add", 2, 2) == 4  # the stopped guest is usable again
+
+
+def test_deadline_and_fuel(host) -> None:
+    session = Session(host, fuel=True)
+    module = session.compile(RUNAWAY)
+    slow = session.instantiate(module, limits=GuestLimits(deadline_s=0.2))
+    start = time.monotonic()
+    with pytest.raises(GuestStopped, match="deadline"):
+        slow.call("spin")
+    assert time.monotonic() - start < 5
+    hungry = session.instantiate(module, limits=GuestLimits(fuel=100_000))
+    with pytest.raises(GuestStopped, match="fuel"):
+        hungry.call("spin")
+    assert hungry.call("add", 1, 2) == 3  # fuel is refilled per call
+
+
+def test_fuel_needs_a_fuel_session(session: Session) -> None:
+    with pytest.raises(GuestError, match="fuel"):
+        session.instantiate(session.compile(RUNAWAY), limits=GuestLimits(fuel=10))
+
+
+def test_memory_limit_makes_growth_fail_inside_the_guest(session: Session) -> None:
+    guest = session.instantiate(session.compile(RUNAWAY), limits=GuestLimits(memory_bytes=4 << 20))
+    assert guest.call("grow", 16) == 1  # 1 MiB more: fine
+    assert guest.call("grow", 1000) == -1  # past 4 MiB: refused, the guest sees -1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGINT")
+def test_ctrl_c_on_the_main_thread_stops_a_watched_guest(session: Session) -> None:
+    guest = session.instantiate(session.compile(RUNAWAY))
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(GuestStopped, match="KeyboardInterrupt"):
+        guest.call("spin")  # main thread: watched
+    assert guest.call("add", 40, 2) == 42
+
+
+def test_compile_errors_and_missing_exports(session: Session) -> None:
+    with pytest.raises(GuestError, match="does not compile"):
+        session.compile('(module (func (export "f") (result i32)))')
+    guest = session.instantiate(session.compile(RUNAWAY))
+    with pytest.raises(GuestError, match="no function 'nope'"):
+        guest.call("nope")
+
+
+def test_unknown_imports_fail_instantiation_cleanly(session: Session) -> None:
+    module = session.compile('(module (import "somewhere" "else" (func)))')
+    with pytest.raises(GuestError, match="unknown import"):
+        session.instantiate(module)
