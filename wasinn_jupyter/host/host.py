@@ -106,11 +106,11 @@ class Client:
         self.last_error: str | None = None
         self._record = host.timeline.record
 
-    def call(self, call: str, graph: str | None, fn: Callable[[], R], nbytes: int = 0) -> R:
-        """Run one wasi-nn call: time it, record it, keep its error message. The ABI layers enter here too."""
+    def call(self, call: str, graph: str | None, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
+        """Run ``fn(*args)`` as one wasi-nn call: time it, record it, keep its error message. ABI layers enter here."""
         start = time.perf_counter_ns()
         try:
-            result = fn()
+            result = fn(*args)
         except WasiNNError as err:
             self.last_error = err.message
             self.host._record_error(f"{self.label}: {call}: {err.message}")
@@ -165,7 +165,7 @@ class Client:
         """Load a graph from bytes: a TorchScript archive (encoding pytorch or autodetect)."""
         enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
         tgt = target if isinstance(target, Target) else Target.parse(target)
-        return self.call("load", None, lambda: self._load(builders, enc, tgt), sum(len(b) for b in builders))
+        return self.call("load", None, lambda: self._load(builders, enc, tgt), nbytes=sum(len(b) for b in builders))
 
     def load_by_name(self, name: str, config: str | None = None) -> int:
         """A handle to the graph registered as ``name``; ``config`` is WasmEdge's JSON text (checked, then unused)."""
@@ -184,7 +184,7 @@ class Client:
         def go() -> None:
             self.contexts.get(ctx).set_input(index, tensor)
 
-        self.call("set_input", self.graph_name(ctx), go, tensor.nbytes)
+        self.call("set_input", self.graph_name(ctx), go, nbytes=tensor.nbytes)
 
     def compute(self, ctx: int) -> None:
         self.call("compute", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute())
@@ -195,7 +195,7 @@ class Client:
     def compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         nbytes = sum(t.nbytes for t in inputs.values())
         return self.call(
-            "compute_named", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute_named(inputs), nbytes
+            "compute_named", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute_named(inputs), nbytes=nbytes
         )
 
     def close(self) -> None:

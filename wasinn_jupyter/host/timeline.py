@@ -44,7 +44,7 @@ Listener = Callable[[CallRecord], None]
 
 class Timeline:
     def __init__(self, maxlen: int = 100_000) -> None:
-        self._records: deque[CallRecord] = deque(maxlen=maxlen)
+        self._records: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
         self._seq = itertools.count()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -59,17 +59,18 @@ class Timeline:
         outcome: str,
         nbytes: int = 0,
         device: str | None = None,
-    ) -> CallRecord:
-        rec = CallRecord(
-            next(self._seq), call, guest, graph, start_ns, time.perf_counter_ns() - start_ns, outcome, nbytes, device
-        )
-        self._records.append(rec)
-        for listener in self._listeners:
-            try:
-                listener(rec)
-            except Exception:  # a broken front-end must not break a guest's call
-                log.exception("timeline listener failed")
-        return rec
+    ) -> None:
+        # A plain tuple on the hot path; CallRecord objects are made only for listeners and readers.
+        elapsed = time.perf_counter_ns() - start_ns
+        row = (next(self._seq), call, guest, graph, start_ns, elapsed, outcome, nbytes, device)
+        self._records.append(row)
+        if self._listeners:
+            rec = CallRecord(*row)
+            for listener in self._listeners:
+                try:
+                    listener(rec)
+                except Exception:  # a broken front-end must not break a guest's call
+                    log.exception("timeline listener failed")
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each new record; returns the function that unsubscribes it."""
@@ -83,7 +84,7 @@ class Timeline:
         return unsubscribe
 
     def records(self, since: int = -1) -> list[CallRecord]:
-        return [r for r in list(self._records) if r.seq > since]
+        return [CallRecord(*row) for row in list(self._records) if row[0] > since]
 
     def clear(self) -> None:
         self._records.clear()
@@ -94,7 +95,7 @@ class Timeline:
     def summary(self) -> dict[str, dict[str, float]]:
         """Per call name: count, errors, total and mean latency in microseconds."""
         out: dict[str, dict[str, float]] = {}
-        for rec in list(self._records):
+        for rec in self.records():
             row = out.setdefault(rec.call, {"count": 0, "errors": 0, "total_us": 0.0})
             row["count"] += 1
             row["errors"] += 0 if rec.ok else 1

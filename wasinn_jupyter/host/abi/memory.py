@@ -30,16 +30,19 @@ class GuestMemory:
         self._view: memoryview = memoryview(b"")
 
     def refresh(self, caller: Any) -> None:
-        """Re-validate the view at the start of a host call (the guest may have grown its memory since)."""
+        """Re-validate the view at the start of a host call (the guest may have grown its memory since).
+
+        Within one host call the guest cannot run, so its memory can neither grow nor move.
+        """
         memory = self.memory
         if memory is None:
             memory = caller.get("memory")
             if memory is None:
                 fail(ErrorCode.MISSING_MEMORY, "the guest exports no memory named 'memory'")
             self.memory = memory
-        addr = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
         size = memory.data_len(caller)
-        if addr != self._addr or size != self._size:
+        if size != self._size:  # memory only moves when it grows, and growing changes its size
+            addr = ctypes.cast(memory.data_ptr(caller), ctypes.c_void_p).value or 0
             raw = (ctypes.c_ubyte * size).from_address(addr)
             self._bytes = np.frombuffer(raw, dtype=np.uint8)
             self._view = memoryview(raw).cast("B")

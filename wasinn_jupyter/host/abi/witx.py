@@ -44,6 +44,13 @@ WASMEDGE_ONLY = frozenset(
     }
 )
 
+# Calls that never touch guest memory (no need to re-validate the view), and calls whose first argument is a
+# context (the timeline records the graph's name for them).
+NO_MEMORY = frozenset({"compute", "unload", "finalize_execution_context", "compute_single", "fini_single"})
+CONTEXT_FIRST = frozenset(
+    {"set_input", "compute", "get_output", "finalize_execution_context", "compute_single", "get_output_single"}
+)
+
 # name -> number of i32 parameters (every function returns an i32 errno).
 SIGNATURES: dict[str, int] = {
     "load": 5,
@@ -82,12 +89,15 @@ class WitxBinding:
 
     def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
         client = self.client
-        memory = self.memory
+        refresh = self.memory.refresh if call not in NO_MEMORY else None
+        graph_of = client.graph_name if call in CONTEXT_FIRST else None
+        run = client.call
 
         def entry(caller: Any, *args: int) -> int:
             try:
-                memory.refresh(caller)
-                client.call(call, None, lambda: handler(*args))
+                if refresh is not None:
+                    refresh(caller)
+                run(call, graph_of(args[0] & 0xFFFFFFFF) if graph_of else None, handler, *args)
                 return SUCCESS
             except WasiNNError as err:
                 return witx_errno(err, self.dialect)
