@@ -110,3 +110,20 @@ def test_one_graph_shared_by_threads() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_input_bytes_are_budgeted_per_guest() -> None:
+    host = Host(limits=Limits(max_input_bytes=1000))
+    host.register("echo", "echo")
+    with host.client() as client:
+        graph = client.load_by_name("echo")
+        a, b = client.init_execution_context(graph), client.init_execution_context(graph)
+        client.set_input(a, 0, Tensor.from_value(np.zeros(600, np.uint8)))
+        client.set_input(a, 0, Tensor.from_value(np.zeros(700, np.uint8)))  # replaces: 700 held
+        with pytest.raises(WasiNNError) as err:
+            client.set_input(b, 0, Tensor.from_value(np.zeros(301, np.uint8)))
+        assert err.value.code is ErrorCode.TOO_LARGE and "max_input_bytes" in err.value.message
+        client.finalize_execution_context(a)  # frees its 700
+        client.set_input(b, 0, Tensor.from_value(np.zeros(1000, np.uint8)))
+        assert client.input_budget.used == 1000
+    assert client.input_budget.used == 0

@@ -1,8 +1,9 @@
-"""Handle tables: the u32 numbers a guest holds for graphs and execution contexts.
+"""What a guest holds: handle tables for its graphs and contexts, and a byte budget for its input tensors.
 
 Handles count up from 0, as in wasmtime, and are never reused within one table, so a stale handle is an error and
-not a different object. Each table has a size limit: a guest that opens contexts and never frees them meets
-``too_large`` instead of taking the host's memory.
+not a different object. Each table has a size limit, and the bytes a guest has handed over in inputs are counted
+against a budget: a guest that opens contexts or sets inputs and never frees them meets ``too_large`` instead of
+taking the host's memory.
 """
 
 from __future__ import annotations
@@ -67,3 +68,23 @@ class HandleTable(Generic[T]):
 
     def __iter__(self) -> Iterator[tuple[int, T]]:
         return iter(list(self._items.items()))
+
+
+class ByteBudget:
+    """Bytes held on a guest's behalf, with a ceiling (shared by all of one guest's contexts)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def check(self, delta: int) -> None:
+        if self.used + delta > self.limit:
+            fail(
+                ErrorCode.TOO_LARGE,
+                f"inputs held for this guest would reach {self.used + delta} bytes, over the limit of {self.limit} "
+                "(max_input_bytes); finalize contexts you no longer need",
+            )
+
+    def charge(self, delta: int) -> None:
+        self.check(delta)
+        self.used += delta

@@ -21,7 +21,7 @@ from .backends.base import ExecutionContext, Graph, GraphInfo
 from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, fail
-from .handles import HandleTable
+from .handles import ByteBudget, HandleTable
 from .registry import Registry, check_encoding
 from .tensors import Tensor
 from .timeline import Timeline
@@ -37,6 +37,12 @@ class Limits:
     max_graphs: int = 1024  # open graph handles per guest
     max_contexts: int = 4096  # open execution contexts per guest
     max_model_bytes: int = 2 << 30  # a model from guest bytes or a file, unpacked
+    max_input_bytes: int = 4 << 30  # input tensors held for one guest, over all its contexts
+
+
+def check_model_size(nbytes: int, limit: int) -> None:
+    if nbytes > limit:
+        fail(ErrorCode.TOO_LARGE, f"model is {nbytes} bytes, over the limit of {limit} (max_model_bytes)")
 
 
 class Host:
@@ -103,6 +109,7 @@ class Client:
         self.label = label
         self.graphs: HandleTable[Graph] = HandleTable("graph", host.limits.max_graphs)
         self.contexts: HandleTable[ExecutionContext] = HandleTable("execution context", host.limits.max_contexts)
+        self.input_budget = ByteBudget(host.limits.max_input_bytes)
         self.last_error: str | None = None
         self._record = host.timeline.record
 
@@ -127,14 +134,13 @@ class Client:
 
     def _load(self, builders: Sequence[bytes], encoding: Encoding, target: Target) -> int:
         check_encoding(encoding)
+        check_model_size(sum(len(b) for b in builders), self.host.limits.max_model_bytes)
         if len(builders) != 1:
             fail(
                 ErrorCode.INVALID_ARGUMENT,
                 f"encoding {encoding.name.lower()} takes one builder (the TorchScript archive), got {len(builders)}",
             )
         limit = self.host.limits.max_model_bytes
-        if len(builders[0]) > limit:
-            fail(ErrorCode.TOO_LARGE, f"model is {len(builders[0])} bytes, over the limit of {limit} (max_model_bytes)")
         device, _ = resolve(target, self.host.cpu_fallback)
         from .backends import torch as torch_backend
 
@@ -154,7 +160,7 @@ class Client:
         return self.graphs.insert(self.host.registry.get(name).graph)
 
     def _init_execution_context(self, graph: int) -> int:
-        return self.contexts.insert(self.graphs.get(graph).init_execution_context())
+        return self.contexts.insert(self.graphs.get(graph).init_execution_context(self.input_budget))
 
     def _finalize_execution_context(self, ctx: int) -> None:
         self.contexts.remove(ctx).close()

@@ -20,7 +20,7 @@ from wasmtime import FuncType, Linker, ValType
 
 from ..encodings import Encoding, Target
 from ..errors import SUCCESS, Dialect, ErrorCode, WasiNNError, fail, witx_errno
-from ..host import Client
+from ..host import Client, check_model_size
 from ..tensors import MAX_RANK, Tensor, check_type_code
 from .memory import GuestMemory
 
@@ -120,10 +120,9 @@ class WitxBinding:
         enc = Encoding.from_witx(encoding & 0xFFFFFFFF)
         tgt = Target.from_witx(target & 0xFFFFFFFF)
         m.span(builders_ptr, count * BUILDER.size, "load: graph builder array")
-        builders = []
-        for i in range(count):
-            ptr, length = m.unpack(BUILDER, builders_ptr + i * BUILDER.size, "load: graph builder")
-            builders.append(m.read_bytes(ptr, length, f"load: graph builder {i}"))
+        spans = [m.unpack(BUILDER, builders_ptr + i * BUILDER.size, "load: graph builder") for i in range(count)]
+        check_model_size(sum(length for _, length in spans), self.client.host.limits.max_model_bytes)
+        builders = [m.read_bytes(ptr, length, f"load: graph builder {i}") for i, (ptr, length) in enumerate(spans)]
         handle = self.client._load(builders, enc, tgt)
         m.write_u32(out_graph, handle, "load: graph out-pointer")
 
@@ -167,7 +166,9 @@ class WitxBinding:
             fail(ErrorCode.INVALID_ARGUMENT, f"set_input: rank {dims_len} is over the maximum of {MAX_RANK}")
         dims = m.unpack(struct.Struct(f"<{dims_len}I"), dims_ptr, "set_input: tensor dims") if dims_len else ()
         data = m.span(data_ptr, data_len, "set_input: tensor data")
-        context.set_input(index & 0xFFFFFFFF, Tensor.from_bytes(dims, ttype, data.copy()))
+        index &= 0xFFFFFFFF
+        context.admit(index, data_len)  # before copying: a refused input costs the host nothing
+        context.store_input(index, Tensor.from_bytes(dims, ttype, data.copy()))
 
     def compute(self, ctx: int) -> None:
         self.client.contexts.get(ctx & 0xFFFFFFFF).compute()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorCode, WasiNNError, fail
+from ..handles import ByteBudget
 from ..tensors import Tensor
 
 # A graph accepts at most this many positional inputs; it bounds what a hostile index can make the host allocate.
@@ -62,8 +63,8 @@ class Graph(ABC):
         """Names of the positional inputs, where the model declares them (cheap: called on every set_input)."""
         return None
 
-    def init_execution_context(self) -> ExecutionContext:
-        return ExecutionContext(self)
+    def init_execution_context(self, budget: ByteBudget | None = None) -> ExecutionContext:
+        return ExecutionContext(self, budget)
 
     def close(self) -> None:  # noqa: B027 - optional: most graphs hold nothing to release
         """Release what the graph holds (device memory); the default has nothing to release."""
@@ -72,14 +73,16 @@ class Graph(ABC):
 class ExecutionContext:
     """Inputs by index, one compute, outputs by index: the witx call sequence, backend-independent."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, budget: ByteBudget | None = None) -> None:
         self.graph = graph
+        self.budget = budget or ByteBudget(1 << 62)
         self.inputs: dict[int, Tensor] = {}
         self.outputs: list[Tensor] | None = None
         self.output_names: list[str] | None = None
         self._busy = threading.Lock()
 
-    def set_input(self, index: int, tensor: Tensor) -> None:
+    def admit(self, index: int, nbytes: int) -> None:
+        """Fail before the caller copies ``nbytes`` for input ``index`` if it could not be set."""
         if not 0 <= index < MAX_INPUTS:
             fail(ErrorCode.INVALID_ARGUMENT, f"input index {index} is out of range (0..{MAX_INPUTS - 1})")
         names = self.graph.input_names()
@@ -89,6 +92,17 @@ class ExecutionContext:
                 f"graph {self.graph.name!r} takes {len(names)} input(s) ({', '.join(names)}); "
                 f"index {index} is past them",
             )
+        old = self.inputs.get(index)
+        self.budget.check(nbytes - (old.nbytes if old is not None else 0))
+
+    def set_input(self, index: int, tensor: Tensor) -> None:
+        self.admit(index, tensor.nbytes)
+        self.store_input(index, tensor)
+
+    def store_input(self, index: int, tensor: Tensor) -> None:
+        """Keep an input that :meth:`admit` accepted (the ABI admits before it copies out of the guest)."""
+        old = self.inputs.get(index)
+        self.budget.charge(tensor.nbytes - (old.nbytes if old is not None else 0))
         self.inputs[index] = tensor
 
     def compute(self) -> None:
@@ -132,7 +146,9 @@ class ExecutionContext:
                     f"graph {self.graph.name!r} takes inputs {names}; unknown {unknown}, missing {missing}",
                 )
             ordered = [inputs[n] for n in names]
-        self.inputs = dict(enumerate(ordered))
+        self._drop_inputs()
+        for index, tensor in enumerate(ordered):
+            self.set_input(index, tensor)
         self.compute()
         assert self.outputs is not None
         if self.output_names is not None:
@@ -143,6 +159,10 @@ class ExecutionContext:
             out_names = [f"output{i}" for i in range(len(self.outputs))]
         return dict(zip(out_names, self.outputs, strict=False))
 
-    def close(self) -> None:
+    def _drop_inputs(self) -> None:
+        self.budget.charge(-sum(t.nbytes for t in self.inputs.values()))
         self.inputs.clear()
+
+    def close(self) -> None:
+        self._drop_inputs()
         self.outputs = None
