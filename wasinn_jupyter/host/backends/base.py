@@ -66,8 +66,12 @@ class Graph(ABC):
     def init_execution_context(self, budget: ByteBudget | None = None) -> ExecutionContext:
         return ExecutionContext(self, budget)
 
-    def close(self) -> None:  # noqa: B027 - optional: most graphs hold nothing to release
-        """Release what the graph holds (device memory); the default has nothing to release."""
+
+def release_cuda_cache() -> None:
+    """After a CUDA out-of-memory error, hand the allocator's cached blocks back so the device stays usable."""
+    import torch
+
+    torch.cuda.empty_cache()
 
 
 class ExecutionContext:
@@ -117,6 +121,8 @@ class ExecutionContext:
         except WasiNNError:
             raise
         except Exception as exc:  # model code: any failure is the model's, reported with its message
+            if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+                release_cuda_cache()
             raise WasiNNError(ErrorCode.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._busy.release()

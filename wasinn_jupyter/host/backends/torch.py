@@ -237,12 +237,6 @@ class TorchGraph(Graph):
             notes=notes,
         )
 
-    def close(self) -> None:
-        self.module = None
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
 
 
 def _as_tensor(value: Any, what: str) -> Tensor:
