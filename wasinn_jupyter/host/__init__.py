@@ -9,7 +9,8 @@ session.run("guest.wasm")
 from .backends.base import GraphInfo, TensorInfo
 from .encodings import Encoding, Target
 from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
-from .host import Client, Host, Limits
+from .handles import Limits
+from .host import Client, Host
 from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
 from .tensors import TENSOR_TYPES, Tensor, TensorType
 from .timeline import CallRecord, Timeline

@@ -9,11 +9,24 @@ taking the host's memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .errors import ErrorCode, fail
 
 T = TypeVar("T")
+
+
+@dataclass
+class Limits:
+    """Bounds on what one guest can make the host hold. Defaults suit a notebook; the CLI and magics expose them."""
+
+    max_graphs: int = 1024  # open graph handles per guest
+    max_contexts: int = 4096  # open execution contexts per guest
+    max_model_bytes: int = 2 << 30  # a model from guest bytes or a file, unpacked
+    max_input_bytes: int = 4 << 30  # input tensors held for one guest, over all its contexts
+    guest_models: bool = True  # may guests hand over model bytes (`load`)? TorchScript from guests is code
+
 
 U32_MAX = 0xFFFFFFFF
 

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,23 +20,13 @@ from .backends.base import ExecutionContext, Graph, GraphInfo
 from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, fail
-from .handles import ByteBudget, HandleTable
+from .handles import ByteBudget, HandleTable, Limits
 from .registry import Registry, check_encoding
 from .tensors import Tensor
 from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
-
-
-@dataclass
-class Limits:
-    """Bounds on what one guest can make the host hold. Defaults suit a notebook; the CLI and magics expose them."""
-
-    max_graphs: int = 1024  # open graph handles per guest
-    max_contexts: int = 4096  # open execution contexts per guest
-    max_model_bytes: int = 2 << 30  # a model from guest bytes or a file, unpacked
-    max_input_bytes: int = 4 << 30  # input tensors held for one guest, over all its contexts
 
 
 def check_model_size(nbytes: int, limit: int) -> None:
@@ -58,7 +47,7 @@ class Host:
         self.registry = Registry(
             cpu_fallback=cpu_fallback,
             model_dirs=[Path(d) for d in model_dirs] if model_dirs is not None else None,
-            max_model_bytes=self.limits.max_model_bytes,
+            limits=self.limits,
         )
         self.timeline = timeline or Timeline()
         self.last_error: str | None = None
@@ -133,6 +122,8 @@ class Client:
     # -- the operations, unrecorded: the public methods below and the ABI layers wrap them in call() -----------
 
     def _load(self, builders: Sequence[bytes], encoding: Encoding, target: Target) -> int:
+        if not self.host.limits.guest_models:
+            fail(ErrorCode.UNSUPPORTED_OPERATION, "this host loads no models from guest bytes; use load_by_name")
         check_encoding(encoding)
         check_model_size(sum(len(b) for b in builders), self.host.limits.max_model_bytes)
         if len(builders) != 1:

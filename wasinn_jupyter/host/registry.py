@@ -17,6 +17,7 @@ from .backends.echo import ECHO, EchoGraph
 from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, UnknownGraphName, fail
+from .handles import Limits
 
 # Encodings the PyTorch backend reads; every other one is refused with this list in the message.
 SUPPORTED_ENCODINGS = (Encoding.PYTORCH, Encoding.AUTODETECT)
@@ -44,11 +45,11 @@ class Registry:
         self,
         cpu_fallback: bool = False,
         model_dirs: list[Path] | None = None,
-        max_model_bytes: int = 2 << 30,
+        limits: Limits | None = None,
     ) -> None:
         self.cpu_fallback = cpu_fallback
         self.model_dirs = [Path(d).resolve() for d in model_dirs] if model_dirs is not None else None
-        self.max_model_bytes = max_model_bytes
+        self.limits = limits or Limits()
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
 
@@ -76,7 +77,7 @@ class Registry:
         from .backends import torch as torch_backend
 
         if isinstance(source, (str, Path)):
-            return torch_backend.load_path(self.check_path(Path(source)), device, name, self.max_model_bytes)
+            return torch_backend.load_path(self.check_path(Path(source)), device, name, self.limits.max_model_bytes)
         return torch_backend.from_object(source, device, name)
 
     def check_path(self, path: Path) -> Path:

@@ -212,3 +212,12 @@ def test_export_programs_and_pickles_are_refused_from_guest_bytes(make_abi, tmp_
         abi.write(512, struct.pack("<II", 8192, len(blob)))
         assert abi.call("load", 512, 1, 5, 0, 64) == 2
         assert text in abi.guest.client.last_error
+
+
+def test_a_host_can_refuse_models_from_guests(make_abi, torchscript_identity) -> None:
+    abi = make_abi()
+    abi.guest.session.host.limits.guest_models = False
+    abi.write(8192, torchscript_identity)
+    abi.write(512, struct.pack("<II", 8192, len(torchscript_identity)))
+    assert abi.call("load", 512, 1, 3, 0, 64) == 6
+    assert "load_by_name" in abi.guest.client.last_error

@@ -238,7 +238,6 @@ class TorchGraph(Graph):
         )
 
 
-
 def _as_tensor(value: Any, what: str) -> Tensor:
     import torch
 
