@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from wasinn_jupyter.host import Host, Tensor, WasiNNError
+from wasinn_jupyter.host import Host, Limits, Tensor, WasiNNError
 from wasinn_jupyter.host.errors import ErrorCode
 
 
@@ -221,3 +221,19 @@ def test_a_host_can_refuse_models_from_guests(make_abi, torchscript_identity) ->
     abi.write(512, struct.pack("<II", 8192, len(torchscript_identity)))
     assert abi.call("load", 512, 1, 3, 0, 64) == 6
     assert "load_by_name" in abi.guest.client.last_error
+
+
+def test_zip_bombs_and_oversized_files_are_too_large(tmp_path) -> None:
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/code/__torch__.py", b"\0" * (64 << 20))  # 64 MiB that packs to ~64 KiB
+    assert bomb.stat().st_size < 1 << 20
+    host = Host(limits=Limits(max_model_bytes=8 << 20))
+    with pytest.raises(WasiNNError) as err:
+        host.register("bomb", bomb)
+    assert err.value.code is ErrorCode.TOO_LARGE and "unpacks to" in err.value.message
+    big = tmp_path / "big.pt"
+    big.write_bytes(bytes(9 << 20))
+    with pytest.raises(WasiNNError) as err:
+        host.register("big", big)
+    assert err.value.code is ErrorCode.TOO_LARGE
