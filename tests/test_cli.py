@@ -98,3 +98,12 @@ def test_echo_preload_and_errno_dialect(tmp_path, capfd) -> None:
     assert code == 1 and "get_output failed, errno 7" in capfd.readouterr().out
     code = main(["run", "--errno-dialect", "wasmedge", "--dir", f"{tmp_path}::.", str(guest), "nope", "input.bin"])
     assert code == 1 and "errno 103" in capfd.readouterr().out
+
+
+def test_conformance_command(tmp_path, capsys) -> None:
+    assert main(["conformance", "--select", "types/", "--json", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "12 passed, 0 failed"
+    assert '"passed": 12' in (tmp_path / "report.json").read_text()
+    assert main(["conformance", "--emit", str(tmp_path / "suite")]) == 0
+    assert (tmp_path / "suite" / "cases.json").is_file() and (tmp_path / "suite" / "echo.wasm").is_file()

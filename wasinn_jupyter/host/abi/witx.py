@@ -121,6 +121,8 @@ class WitxBinding:
         tgt = Target.from_witx(target & 0xFFFFFFFF)
         m.span(builders_ptr, count * BUILDER.size, "load: graph builder array")
         spans = [m.unpack(BUILDER, builders_ptr + i * BUILDER.size, "load: graph builder") for i in range(count)]
+        for i, (ptr, length) in enumerate(spans):  # bounds before size: a builder outside memory is a wild pointer
+            m.span(ptr, length, f"load: graph builder {i}")
         check_model_size(sum(length for _, length in spans), self.client.host.limits.max_model_bytes)
         builders = [m.read_bytes(ptr, length, f"load: graph builder {i}") for i, (ptr, length) in enumerate(spans)]
         handle = self.client._load(builders, enc, tgt)
