@@ -48,3 +48,8 @@ def test_from_value_and_to_numpy() -> None:
 def test_length_mismatch_is_refused() -> None:
     with pytest.raises(WasiNNError, match="need 8 bytes"):
         Tensor.from_bytes((2,), BY_WITX[1], np.zeros(7, np.uint8))
+
+
+def test_rank_zero_values_keep_rank_zero() -> None:
+    t = Tensor.from_value(np.float64(2.5))
+    assert t.dims == () and t.nbytes == 8 and t.to_numpy() == 2.5

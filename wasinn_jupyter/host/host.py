@@ -195,6 +195,17 @@ class Client:
             "compute_named", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute_named(inputs), nbytes=nbytes
         )
 
+    def output_tensors(self, ctx: int) -> tuple[list[Tensor], list[str] | None] | None:
+        """What the last compute in ``ctx`` produced, with names where the graph gave them.
+
+        The witx ``get_output`` tells a guest only bytes; front-ends that read a guest's outputs take the types and
+        dims from here. None before a compute, or for a handle this guest does not hold.
+        """
+        entry = self.contexts.peek(ctx)
+        if entry is None or entry.outputs is None:
+            return None
+        return list(entry.outputs), entry.output_names
+
     def close(self) -> None:
         """Free every handle this guest still holds."""
         for ctx in self.contexts.clear():

@@ -123,8 +123,9 @@ class Tensor:
         """A tensor from a torch tensor, a numpy array or anything numpy can turn into an array."""
         if hasattr(value, "detach") and hasattr(value, "dtype"):
             return cls(tuple(value.shape), type_of_torch(value.dtype), value.detach())
-        array = np.ascontiguousarray(value)
-        return cls(tuple(array.shape), type_of_numpy(array.dtype), array)
+        array = np.asarray(value)
+        shape = tuple(array.shape)  # np.ascontiguousarray would make a 0-d array shape (1,)
+        return cls(shape, type_of_numpy(array.dtype), np.ascontiguousarray(array).reshape(shape))
 
     def raw(self) -> Data:
         """The data as a flat uint8 array or tensor, sharing memory where the layout allows."""

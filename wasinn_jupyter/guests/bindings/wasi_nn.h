@@ -1,0 +1,200 @@
+/* wasi_nn.h: C bindings for the legacy witx wasi-nn ABI (import module "wasi_ephemeral_nn"), shipped with
+ * wasinn-jupyter so a C guest needs nothing else. `%%wasinn guest NAME --lang c` puts this header on the include
+ * path; elsewhere: `zig cc -target wasm32-wasi -I <this directory> guest.c`.
+ *
+ * Every function returns a wasi_nn_errno_t (0 is success); results go through the trailing out-pointer. The
+ * numbers below are the witx numbers that wasmtime, WasmEdge and WAMR agree on, so a guest built with this
+ * header runs on those hosts too.
+ *
+ * The lower half declares the wasinn-jupyter compute convention (`%%wasinn compute GRAPH --guest NAME`): a guest
+ * that exports `wasinn_alloc` and `wasinn_compute` with the signatures below can be handed tensors from a notebook.
+ */
+#ifndef WASI_NN_H
+#define WASI_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* -- enums ---------------------------------------------------------------------------------------------- */
+
+typedef uint32_t wasi_nn_errno_t;
+enum {
+    WASI_NN_ERRNO_SUCCESS = 0,
+    WASI_NN_ERRNO_INVALID_ARGUMENT = 1,
+    WASI_NN_ERRNO_INVALID_ENCODING = 2,
+    WASI_NN_ERRNO_MISSING_MEMORY = 3,
+    WASI_NN_ERRNO_BUSY = 4,
+    WASI_NN_ERRNO_RUNTIME_ERROR = 5,
+    WASI_NN_ERRNO_UNSUPPORTED_OPERATION = 6,
+    WASI_NN_ERRNO_TOO_LARGE = 7,
+    WASI_NN_ERRNO_NOT_FOUND = 8,
+    /* WasmEdge's extensions: a guest sees these only from WasmEdge-only functions */
+    WASI_NN_ERRNO_END_OF_SEQUENCE = 100,
+    WASI_NN_ERRNO_CONTEXT_FULL = 101,
+    WASI_NN_ERRNO_PROMPT_TOO_LONG = 102,
+    WASI_NN_ERRNO_MODEL_NOT_FOUND = 103,
+};
+
+/* The witx tensor types. There is no bf16 in witx. */
+typedef uint8_t wasi_nn_tensor_type_t;
+enum {
+    WASI_NN_TYPE_F16 = 0,
+    WASI_NN_TYPE_F32 = 1,
+    WASI_NN_TYPE_F64 = 2,
+    WASI_NN_TYPE_U8 = 3,
+    WASI_NN_TYPE_I32 = 4,
+    WASI_NN_TYPE_I64 = 5,
+};
+
+typedef uint32_t wasi_nn_graph_encoding_t;
+enum {
+    WASI_NN_ENCODING_OPENVINO = 0,
+    WASI_NN_ENCODING_ONNX = 1,
+    WASI_NN_ENCODING_TENSORFLOW = 2,
+    WASI_NN_ENCODING_PYTORCH = 3,
+    WASI_NN_ENCODING_TENSORFLOWLITE = 4,
+    WASI_NN_ENCODING_AUTODETECT = 5, /* WAMR numbers autodetect 6 and ggml 5 */
+    WASI_NN_ENCODING_GGML = 6,       /* WasmEdge */
+};
+
+typedef uint32_t wasi_nn_execution_target_t;
+enum {
+    WASI_NN_TARGET_CPU = 0,
+    WASI_NN_TARGET_GPU = 1,
+    WASI_NN_TARGET_TPU = 2,
+};
+
+typedef uint32_t wasi_nn_graph_t;
+typedef uint32_t wasi_nn_context_t;
+
+/* -- structs (wasm32 layout: 4-byte aligned, little-endian) -------------------------------------------- */
+
+/* 20 bytes: dims at +0, rank at +4, type at +8 (then 3 padding bytes), data at +12, data size in bytes at +16. */
+typedef struct {
+    const uint32_t *dims;
+    uint32_t dims_len;
+    wasi_nn_tensor_type_t type;
+    const uint8_t *data;
+    uint32_t data_len;
+} wasi_nn_tensor_t;
+
+/* One graph builder (a model's bytes); load() takes an array of them. 8 bytes. */
+typedef struct {
+    const uint8_t *data;
+    uint32_t len;
+} wasi_nn_graph_builder_t;
+
+#if defined(__wasm32__)
+_Static_assert(sizeof(wasi_nn_tensor_t) == 20, "witx tensor is 20 bytes");
+_Static_assert(sizeof(wasi_nn_graph_builder_t) == 8, "witx graph builder is 8 bytes");
+#endif
+
+/* -- the imports ------------------------------------------------------------------------------------------ */
+
+#define WASI_NN_IMPORT(name) __attribute__((import_module("wasi_ephemeral_nn"), import_name(name)))
+
+WASI_NN_IMPORT("load")
+wasi_nn_errno_t wasi_nn_load(const wasi_nn_graph_builder_t *builders, uint32_t builders_len,
+                             wasi_nn_graph_encoding_t encoding, wasi_nn_execution_target_t target,
+                             wasi_nn_graph_t *graph);
+
+WASI_NN_IMPORT("load_by_name")
+wasi_nn_errno_t wasi_nn_load_by_name(const char *name, uint32_t name_len, wasi_nn_graph_t *graph);
+
+WASI_NN_IMPORT("init_execution_context")
+wasi_nn_errno_t wasi_nn_init_execution_context(wasi_nn_graph_t graph, wasi_nn_context_t *ctx);
+
+WASI_NN_IMPORT("set_input")
+wasi_nn_errno_t wasi_nn_set_input(wasi_nn_context_t ctx, uint32_t index, const wasi_nn_tensor_t *tensor);
+
+WASI_NN_IMPORT("compute")
+wasi_nn_errno_t wasi_nn_compute(wasi_nn_context_t ctx);
+
+/* Copies output `index` into buf. If it is larger than buf_max, returns TOO_LARGE and still writes the size
+ * needed to *bytes_written, so the guest can retry with a bigger buffer. */
+WASI_NN_IMPORT("get_output")
+wasi_nn_errno_t wasi_nn_get_output(wasi_nn_context_t ctx, uint32_t index, uint8_t *buf, uint32_t buf_max,
+                                   uint32_t *bytes_written);
+
+/* WasmEdge-only functions. Importing any of them makes wasinn-jupyter (like WasmEdge) answer an unknown graph
+ * name with MODEL_NOT_FOUND (103) instead of NOT_FOUND (8). A C guest imports only what it calls. */
+WASI_NN_IMPORT("load_by_name_with_config")
+wasi_nn_errno_t wasi_nn_load_by_name_with_config(const char *name, uint32_t name_len, const char *config,
+                                                 uint32_t config_len, wasi_nn_graph_t *graph);
+
+WASI_NN_IMPORT("unload")
+wasi_nn_errno_t wasi_nn_unload(wasi_nn_graph_t graph);
+
+WASI_NN_IMPORT("finalize_execution_context")
+wasi_nn_errno_t wasi_nn_finalize_execution_context(wasi_nn_context_t ctx);
+
+#undef WASI_NN_IMPORT
+
+/* -- helpers ---------------------------------------------------------------------------------------------- */
+
+static inline const char *wasi_nn_errno_name(wasi_nn_errno_t e) {
+    switch (e) {
+    case WASI_NN_ERRNO_SUCCESS: return "success";
+    case WASI_NN_ERRNO_INVALID_ARGUMENT: return "invalid_argument";
+    case WASI_NN_ERRNO_INVALID_ENCODING: return "invalid_encoding";
+    case WASI_NN_ERRNO_MISSING_MEMORY: return "missing_memory";
+    case WASI_NN_ERRNO_BUSY: return "busy";
+    case WASI_NN_ERRNO_RUNTIME_ERROR: return "runtime_error";
+    case WASI_NN_ERRNO_UNSUPPORTED_OPERATION: return "unsupported_operation";
+    case WASI_NN_ERRNO_TOO_LARGE: return "too_large";
+    case WASI_NN_ERRNO_NOT_FOUND: return "not_found";
+    case WASI_NN_ERRNO_END_OF_SEQUENCE: return "end_of_sequence";
+    case WASI_NN_ERRNO_CONTEXT_FULL: return "context_full";
+    case WASI_NN_ERRNO_PROMPT_TOO_LONG: return "prompt_too_long";
+    case WASI_NN_ERRNO_MODEL_NOT_FOUND: return "model_not_found";
+    default: return "unknown_errno";
+    }
+}
+
+/* Bytes per element of a tensor type (0 for an unknown type). */
+static inline uint32_t wasi_nn_type_size(wasi_nn_tensor_type_t t) {
+    switch (t) {
+    case WASI_NN_TYPE_U8: return 1;
+    case WASI_NN_TYPE_F16: return 2;
+    case WASI_NN_TYPE_F32: case WASI_NN_TYPE_I32: return 4;
+    case WASI_NN_TYPE_F64: case WASI_NN_TYPE_I64: return 8;
+    default: return 0;
+    }
+}
+
+/* -- the wasinn-jupyter compute convention ------------------------------------------------------------------
+ *
+ * `%%wasinn compute GRAPH --guest NAME` calls, on guest NAME:
+ *   1. ptr = wasinn_alloc(size): the host then writes, inside [ptr, ptr + size): a wasinn_result_t (zeroed), the
+ *      graph name, `n_inputs` wasi_nn_tensor_t structs, their dims and their data (each 16-byte aligned).
+ *   2. errno = wasinn_compute(name, name_len, inputs, n_inputs, result): the guest runs the graph through the witx
+ *      functions above (or anything it likes) and fills *result with its outputs. 0 means success; any other value
+ *      is shown as a wasi-nn errno together with the host's last error message.
+ * The host reads the outputs straight after wasinn_compute returns. Memory from wasinn_alloc and the output
+ * buffers must stay valid until the next wasinn_alloc call: the host calls it exactly once per compute, so a
+ * guest may free the previous round's buffers there. (The notebook magics use a fresh instance for each compute,
+ * but do not rely on that.)
+ *
+ * An output whose type is WASINN_TYPE_FROM_GRAPH carries only bytes (what get_output gives a guest): the host
+ * takes its type and dims from what the graph produced for output i of execution context `result->ctx`. Set a
+ * real witx type and dims instead when the guest makes its own outputs.
+ */
+#define WASINN_TYPE_FROM_GRAPH 255
+
+typedef struct {
+    uint32_t n_outputs;
+    const wasi_nn_tensor_t *outputs; /* n_outputs tensors in guest memory */
+    wasi_nn_context_t ctx;           /* the context that WASINN_TYPE_FROM_GRAPH outputs refer to */
+} wasinn_result_t;
+
+#define WASINN_EXPORT(name) __attribute__((export_name(name)))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WASI_NN_H */

@@ -1,0 +1,535 @@
+"""``%wasinn`` / ``%%wasinn``: guests and graphs from notebook cells, over the host's public API.
+
+One :class:`~wasinn_jupyter.host.Session` per shell lives on the magics object (created at first use). Failures a
+user can act on (compile errors, traps, errnos, missing toolchains) raise :class:`WasinnError`, which IPython
+shows as a few lines with no traceback; the cell still fails.
+
+``%%wasinn compute`` always crosses the wasm boundary, through a guest that follows the compute convention of
+:mod:`wasinn_jupyter.guests.driver` (``wasinn_alloc`` + ``wasinn_compute``): the named ``--guest``, or a fresh
+instance of the shipped driver guest, which forwards the tensors through the witx ABI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Bool, Float, Int, TraitError, Unicode, validate
+
+from ..guests import (
+    Compiled,
+    CompileError,
+    as_tensors,
+    compile_source,
+    compute,
+    driver_wat,
+    normalize_lang,
+    supports_compute,
+)
+from ..host import Encoding, Guest, GuestError, GuestLimits, Host, Limits, Session, Target, WasiNNError
+from ..host.abi.witx import MODULE as WITX_MODULE
+from .display import GraphCard, GuestCard, GuestOutput, GuestSummary, Listing, Progress, WasinnError
+
+argument = magic_arguments.argument
+HELP = ("-h", "--help")
+
+
+# -- the subcommands' parsers (IPython's magic_arguments: each one's help is its usage) --------------------------
+
+
+@magic_arguments.magic_arguments(name="%wasinn guest")
+@argument("name", help="the guest's name, for %%wasinn run and %%%%wasinn compute --guest")
+@argument("--lang", "-l", default=None, help="wat, c, rust or assemblyscript (default: WasinnMagics.lang)")
+@argument("-f", "--force", action="store_true", help="compile again even if the cache holds this source")
+@argument("--flags", default="", help="extra compiler flags as one string: --flags='-O3 -DN=4'")
+def _guest_parser() -> None:
+    """%%wasinn guest NAME: compile the cell to wasm and instantiate it against the wasi-nn host.
+
+    C builds with zig (`zig cc -target wasm32-wasi`, the ziglang package), Rust with a rustc that has the
+    wasm32-wasi target, AssemblyScript with asc; `#include "wasi_nn.h"` (C) and `mod wasi_nn;` (Rust) are the
+    bindings this package ships. Without a main the module is built as a reactor (a library of exports).
+    Compiled modules are cached by source, flags and toolchain (WasinnMagics.cache_dir).
+    """
+
+
+@magic_arguments.magic_arguments(name="wasinn run")
+@argument("--dir", action="append", default=[], metavar="HOST[::GUEST]", help="preopen a directory (repeatable)")
+@argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
+@argument("name", help="a command guest (one with _start) from %%%%wasinn guest")
+@argument("args", nargs=argparse.REMAINDER, help="arguments for the guest (argv[1:])")
+def _run_parser() -> None:
+    """%wasinn run NAME [ARGS...]: run a command guest's _start with WASI; its output streams into the cell.
+
+    The interrupt button stops a runaway guest (epoch interruption); a trap shows the guest's backtrace.
+    """
+
+
+@magic_arguments.magic_arguments(name="wasinn load")
+@argument("name", help="the name guests use with load_by_name")
+@argument("source", help="echo, a .pt/.pt2 file or a directory, or a notebook variable holding a torch model")
+@argument("--encoding", "-e", default="autodetect", help="graph encoding (pytorch or autodetect)")
+@argument("--target", "-t", default=None, help="cpu or gpu (default: WasinnMagics.target)")
+def _load_parser() -> None:
+    """%wasinn load NAME SOURCE: register a graph by name, and show what is known of it.
+
+    SOURCE is looked up as a notebook variable (an nn.Module, ScriptModule or ExportedProgram, or a path held in
+    a variable) first, then as `echo`, then as a file or directory.
+    """
+
+
+@magic_arguments.magic_arguments(name="%wasinn compute")
+@argument("graph", help="a graph registered with %%wasinn load")
+@argument("--guest", "-g", default=None, help="a guest that exports wasinn_alloc and wasinn_compute")
+@argument("-o", "--output", default=None, metavar="VAR", help="store the outputs in this notebook variable")
+def _compute_parser() -> None:
+    """%%wasinn compute GRAPH: run GRAPH on the inputs the cell evaluates to, through a guest.
+
+    The cell is one Python expression: an array or tensor, a list of them, or a dict of input name to array or
+    tensor. The tensors cross into a guest's memory and go through the witx ABI: with --guest, that guest's
+    wasinn_compute export; without it, the driver guest shipped with this package. Outputs come back as torch
+    tensors: one tensor, a dict when the graph names its outputs, else a list.
+    """
+
+
+@magic_arguments.magic_arguments(name="wasinn list")
+def _list_parser() -> None:
+    """%wasinn list: the registered graphs and the compiled guests."""
+
+
+@magic_arguments.magic_arguments(name="wasinn info")
+@argument("name", help="a graph or a guest")
+def _info_parser() -> None:
+    """%wasinn info NAME: what is known of a graph or a guest."""
+
+
+@magic_arguments.magic_arguments(name="wasinn unload")
+@argument("name", help="a graph or a guest")
+@argument("--graph", action="store_true", help="only the graph of that name")
+@argument("--guest", action="store_true", help="only the guest of that name")
+def _unload_parser() -> None:
+    """%wasinn unload NAME: unregister a graph or drop a guest."""
+
+
+@magic_arguments.magic_arguments(name="wasinn reset")
+def _reset_parser() -> None:
+    """%wasinn reset: drop every guest and graph and start a new session (the compile cache stays)."""
+
+
+SUBCOMMANDS: dict[str, tuple[Callable[[], None], bool]] = {  # name -> (parser function, takes a cell)
+    "guest": (_guest_parser, True),
+    "run": (_run_parser, False),
+    "load": (_load_parser, False),
+    "compute": (_compute_parser, True),
+    "list": (_list_parser, False),
+    "info": (_info_parser, False),
+    "unload": (_unload_parser, False),
+    "reset": (_reset_parser, False),
+}
+
+
+def _parser(fn: Callable[[], None]) -> magic_arguments.MagicArgumentParser:
+    parser: magic_arguments.MagicArgumentParser = getattr(fn, "parser")  # noqa: B009 - set by magic_arguments
+    return parser
+
+
+def _help(fn: Callable[[], None]) -> str:
+    text = _parser(fn).format_help()
+    return text.removeprefix("::\n\n").strip("\n")
+
+
+def usage() -> str:
+    """The overview `%wasinn --help` prints."""
+    lines = ["%wasinn SUBCOMMAND ...: WebAssembly guests against this kernel's wasi-nn host.", ""]
+    for fn, cell in SUBCOMMANDS.values():
+        summary = (_parser(fn).description or "").strip().splitlines()[0]
+        synopsis, _, what = summary.partition(": ")
+        prefix = "%%" if cell else "%"
+        lines.append(f"  {prefix}{synopsis.lstrip('%')}")
+        lines.append(f"      {what}")
+    lines += [
+        "",
+        "`%wasinn SUBCOMMAND --help` for a subcommand's options. Defaults: `%config WasinnMagics` (lang, target,",
+        "cache_dir, memory_limit, deadline, cpu_fallback, rustc, asc).",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class GuestEntry:
+    """A compiled guest. Every run and every compute gets a fresh instance of its module, so no state, handle or
+    trap carries over from one cell to the next (and a guest cannot run out of handles over many computes)."""
+
+    name: str
+    compiled: Compiled
+    module: wasmtime.Module
+    output: GuestOutput
+
+    @property
+    def exports(self) -> list[str]:
+        return [e.name for e in self.module.exports]
+
+    def summary(self) -> GuestSummary:
+        imports = [i.name for i in self.module.imports if i.module == WITX_MODULE and i.name]
+        exports = self.exports
+        return GuestSummary(
+            name=self.name,
+            lang=self.compiled.lang,
+            toolchain=self.compiled.toolchain,
+            size=len(self.compiled.wasm),
+            kind="command" if "_start" in exports else "reactor",
+            exports=exports,
+            nn_imports=imports,
+            compute=supports_compute(exports),
+            cached_at=str(self.compiled.path) if self.compiled.path else None,
+        )
+
+
+@magics_class
+class WasinnMagics(Magics):
+    """The ``%wasinn`` line and cell magic. Settings: ``%config WasinnMagics.<name> = <value>``."""
+
+    lang = Unicode("wat", help="language of %%wasinn guest cells given no --lang").tag(config=True)
+    target = Unicode("cpu", help="execution target of %wasinn load given no --target (cpu or gpu)").tag(config=True)
+    cache_dir = Unicode(
+        "", help="where compiled guests are cached; empty: $WASINN_CACHE_DIR or ~/.cache/wasinn-jupyter"
+    ).tag(config=True)
+    memory_limit = Int(2 << 30, help="bytes of linear memory a guest may grow to").tag(config=True)
+    deadline = Float(0.0, help="seconds one call into a guest may run; 0: no limit").tag(config=True)
+    cpu_fallback = Bool(
+        False, help="run target gpu on the CPU where there is no CUDA (applies from the next %wasinn reset)"
+    ).tag(config=True)
+    max_model_bytes = Int(2 << 30, help="largest model a guest or a file may load (from the next reset)").tag(
+        config=True
+    )
+    rustc = Unicode("", help="the rustc for Rust guests; empty: one with the wasm32-wasi target").tag(config=True)
+    asc = Unicode("", help="the AssemblyScript compiler; empty: asc on PATH or in ./node_modules").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, parent=shell, **kwargs)
+        self._session: Session | None = None
+        self._driver: wasmtime.Module | None = None
+        self.guests: dict[str, GuestEntry] = {}
+        self.last_compute_s: float | None = None  # wall time of the last %%wasinn compute, guest call included
+
+    @validate("lang")
+    def _check_lang(self, proposal: Any) -> str:
+        try:
+            return normalize_lang(proposal["value"])
+        except CompileError as exc:
+            raise TraitError(exc.message) from None
+
+    @validate("target")
+    def _check_target(self, proposal: Any) -> str:
+        try:
+            return str(Target.parse(proposal["value"]))
+        except WasiNNError as exc:
+            raise TraitError(exc.message) from None
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def _shell(self) -> Any:
+        if self.shell is None:
+            raise UsageError("%wasinn needs an IPython shell")
+        return self.shell
+
+    @property
+    def session(self) -> Session:
+        """The shell's Session, made at first use so `%load_ext` stays instant."""
+        if self._session is None:
+            host = Host(cpu_fallback=self.cpu_fallback, limits=Limits(max_model_bytes=self.max_model_bytes))
+            self._session = Session(host)
+            self._driver = None
+        return self._session
+
+    def limits(self) -> GuestLimits:
+        return GuestLimits(memory_bytes=self.memory_limit, deadline_s=self.deadline or None)
+
+    def close(self) -> None:
+        """Drop every guest and the session (used by reset and by %unload_ext)."""
+        self.guests.clear()
+        self._session = None
+        self._driver = None
+
+    # -- the magic ------------------------------------------------------------------------------------------
+
+    @line_cell_magic
+    def wasinn(self, line: str, cell: str | None = None) -> Any:
+        """WebAssembly guests against this kernel's wasi-nn host: `%wasinn --help` lists the subcommands."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote
+            raise UsageError(f"%wasinn: {exc}") from None
+        if not argv or argv[0] in (*HELP, "help"):
+            print(usage())
+            return None
+        sub = argv[0]
+        if sub not in SUBCOMMANDS:
+            raise UsageError(f"%wasinn: unknown subcommand {sub!r} (one of {', '.join(SUBCOMMANDS)}; --help)")
+        fn, takes_cell = SUBCOMMANDS[sub]
+        own = argv[1:]
+        if sub == "run":  # after the guest's name, everything belongs to the guest
+            own = own[: next((i for i, a in enumerate(own) if not a.startswith("-")), len(own))]
+        if any(a in HELP for a in own):
+            print(_help(fn))
+            return None
+        args = _parser(fn).parse_args(argv[1:])
+        if takes_cell and cell is None:
+            raise UsageError(f"%%wasinn {sub} is a cell magic: put it on the first line of a cell")
+        if not takes_cell and cell is not None:
+            raise UsageError(f"%wasinn {sub} is a line magic: it takes no cell")
+        try:
+            return getattr(self, f"_{sub}")(args, cell)
+        except CompileError as exc:
+            raise WasinnError(exc.message, exc.log) from None
+        except GuestError as exc:
+            raise _failure(None, exc) from None
+        except WasiNNError as exc:
+            raise WasinnError(f"{exc.code.value}: {exc.message}") from None
+
+    # -- guest ------------------------------------------------------------------------------------------------
+
+    def _guest(self, args: argparse.Namespace, cell: str) -> None:
+        lang = normalize_lang(args.lang or self.lang)
+        progress = Progress(self.shell)
+        try:
+            compiled = compile_source(
+                cell,
+                lang,
+                name=args.name,
+                flags=shlex.split(args.flags),
+                cache_dir=self.cache_dir or None,
+                force=args.force,
+                progress=progress,
+                rustc=self.rustc or None,
+                asc=self.asc or None,
+            )
+        finally:
+            progress.close()
+        if compiled.log:
+            print(compiled.log, file=sys.stderr)
+        try:
+            module = self.session.compile(compiled.wasm)
+            entry = GuestEntry(args.name, compiled, module, GuestOutput())
+            self._instantiate(entry).close()  # links it now: an unknown import fails here, not at run
+        except GuestError as exc:
+            raise _failure(args.name, exc) from None
+        self.guests[args.name] = entry
+        how = "from the cache" if compiled.cached else f"compiled in {compiled.seconds:.2f} s"
+        summary = entry.summary()
+        print(f"guest {args.name!r}: {lang}, {len(compiled.wasm):,} bytes, {how}. Use: {summary.usage()}")
+
+    def _instantiate(self, entry: GuestEntry, argv: list[str] | None = None, **wasi: Any) -> Guest:
+        options = entry.output.options(argv=argv or [entry.name], **wasi)
+        guest = self.session.instantiate(entry.module, wasi=options, limits=self.limits(), label=entry.name)
+        if "_initialize" in entry.exports and "_start" not in entry.exports:
+            try:
+                with entry.output.bound():
+                    guest.call("_initialize")
+            except BaseException:
+                guest.close()
+                raise
+        return guest
+
+    def _entry(self, name: str) -> GuestEntry:
+        entry = self.guests.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self.guests)) or "none yet: %%wasinn guest NAME compiles one"
+            raise WasinnError(f"no guest named {name!r} (guests: {known})")
+        return entry
+
+    # -- run --------------------------------------------------------------------------------------------------
+
+    def _run(self, args: argparse.Namespace, cell: None) -> None:
+        entry = self._entry(args.name)
+        if "_start" not in entry.exports:
+            raise WasinnError(
+                f"guest {args.name!r} is not a command (it exports no _start)",
+                f"exports: {', '.join(entry.exports) or 'none'}",
+            )
+        dirs = []
+        for spec in args.dir:
+            host_dir, _, guest_dir = spec.partition("::")
+            if not Path(host_dir).expanduser().is_dir():
+                raise WasinnError(f"--dir {spec}: {host_dir} is not a directory")
+            dirs.append((str(Path(host_dir).expanduser()), guest_dir or host_dir))
+        env = {}
+        for spec in args.env:
+            key, eq, value = spec.partition("=")
+            if not eq:
+                raise UsageError(f"--env {spec}: expected KEY=VALUE")
+            env[key] = value
+        try:
+            guest = self._instantiate(entry, argv=[args.name, *args.args], env=env, dirs=dirs)
+            try:
+                with entry.output.bound():
+                    code = guest.run()
+            finally:
+                guest.close()
+        except GuestError as exc:
+            raise _failure(args.name, exc) from None
+        if code != 0:
+            raise WasinnError(f"guest {args.name!r} exited with code {code}")
+
+    # -- graphs -----------------------------------------------------------------------------------------------
+
+    def _load(self, args: argparse.Namespace, cell: None) -> GraphCard:
+        source = self._source(args.source)
+        target = args.target or self.target
+        info = self.session.host.register(args.name, source, Encoding.parse(args.encoding), Target.parse(target))
+        return GraphCard(info)
+
+    def _source(self, text: str) -> Any:
+        user_ns = self._shell.user_ns
+        if text.isidentifier() and text in user_ns:
+            value = user_ns[text]
+            return str(value) if isinstance(value, (str, os.PathLike)) else value
+        if text == "echo":
+            return "echo"
+        path = Path(text).expanduser()
+        if path.exists():
+            return str(path)
+        raise WasinnError(
+            f"SOURCE {text!r} is not a notebook variable, 'echo', or an existing file or directory",
+            "give a torch model's variable name, a .pt/.pt2 file, a directory holding model.pt, or echo",
+        )
+
+    def _list(self, args: argparse.Namespace, cell: None) -> Listing:
+        graphs = list(self.session.host.graphs().values()) if self._session is not None else []
+        return Listing(graphs, [e.summary() for e in self.guests.values()])
+
+    def _info(self, args: argparse.Namespace, cell: None) -> Any:
+        graphs = self.session.host.graphs()
+        cards: list[Any] = []
+        if args.name in graphs:
+            cards.append(GraphCard(graphs[args.name]))
+        if args.name in self.guests:
+            cards.append(GuestCard(self.guests[args.name].summary()))
+        if not cards:
+            raise WasinnError(
+                f"no graph or guest named {args.name!r}",
+                f"graphs: {', '.join(graphs) or 'none'}; guests: {', '.join(self.guests) or 'none'}",
+            )
+        if len(cards) == 1:
+            return cards[0]
+        from IPython.display import display
+
+        for card in cards:
+            display(card)
+        return None
+
+    def _unload(self, args: argparse.Namespace, cell: None) -> None:
+        both = not args.graph and not args.guest
+        is_graph = args.name in self.session.host.graphs() and (args.graph or both)
+        is_guest = args.name in self.guests and (args.guest or both)
+        if both and is_graph and is_guest:
+            raise WasinnError(f"{args.name!r} names both a graph and a guest: add --graph or --guest")
+        if is_graph:
+            self.session.host.unregister(args.name)
+            print(f"graph {args.name!r} unregistered")
+        elif is_guest:
+            del self.guests[args.name]
+            print(f"guest {args.name!r} dropped")
+        else:
+            raise WasinnError(f"nothing named {args.name!r} to unload")
+
+    def _reset(self, args: argparse.Namespace, cell: None) -> None:
+        graphs = len(self._session.host.graphs()) if self._session is not None else 0
+        guests = len(self.guests)
+        self.close()
+        print(f"reset: {guests} guest(s) and {graphs} graph(s) dropped")
+
+    # -- compute ----------------------------------------------------------------------------------------------
+
+    def _compute(self, args: argparse.Namespace, cell: str) -> Any:
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o {args.output}: not a Python variable name")
+        graphs = self.session.host.graphs()
+        info = graphs.get(args.graph)
+        if info is None and args.guest is None:
+            known = ", ".join(graphs) or "none yet: %wasinn load NAME SOURCE registers one"
+            raise WasinnError(f"no graph named {args.graph!r} (graphs: {known})")
+        expression = cell.strip()
+        if not expression:
+            raise UsageError("%%wasinn compute: the cell must be a Python expression giving the inputs")
+        try:
+            value = self._shell.ev(expression)
+        except SyntaxError as exc:
+            raise WasinnError(
+                "the cell must be one Python expression giving the inputs", f"SyntaxError: {exc.msg}"
+            ) from None
+        names = [t.name for t in info.inputs] if info is not None and info.inputs else None
+        tensors = as_tensors(value, names)
+
+        start = time.perf_counter()
+        via = args.guest or "driver"
+        try:
+            if args.guest is not None:
+                entry = self._entry(args.guest)
+                with entry.output.bound():
+                    guest = self._instantiate(entry)
+                    try:
+                        outputs = compute(guest, args.graph, tensors)
+                    finally:
+                        guest.close()
+            else:
+                guest = self._driver_guest()
+                try:
+                    outputs = compute(guest, args.graph, tensors)
+                finally:
+                    guest.close()
+        except GuestError as exc:
+            raise _failure(via, exc, f"compute {args.graph!r} through guest {via!r}") from None
+        self.last_compute_s = time.perf_counter() - start
+
+        results = [o.tensor.to_torch() for o in outputs]
+        names_out = [o.name for o in outputs]
+        result: Any
+        if len(results) == 1:
+            result = results[0]
+        elif results and all(names_out):
+            result = dict(zip(names_out, results, strict=True))
+        else:
+            result = results
+        if args.output:
+            self._shell.user_ns[args.output] = result
+        return result
+
+    def _driver_guest(self) -> Guest:
+        """A fresh instance of the shipped driver, so each compute starts with clean handles and memory."""
+        session = self.session
+        if self._driver is None:
+            compiled = compile_source(driver_wat(), "wat", name="driver", cache_dir=self.cache_dir or None)
+            self._driver = session.compile(compiled.wasm)
+        return session.instantiate(self._driver, limits=self.limits(), label="driver")
+
+
+def _failure(name: str | None, exc: GuestError, doing: str | None = None) -> WasinnError:
+    """A short error for a guest failure: wasmtime's trap text repeats the backtrace, so keep only its cause."""
+    message = exc.message
+    if "Caused by:" in message:
+        head = message.split(":", 1)[0]
+        cause = message.rsplit("Caused by:", 1)[1].strip().splitlines()[0].strip()
+        message = f"{head}: {cause.removeprefix('wasm trap: ')}"
+    if doing:
+        message = f"{doing}: {message}"
+    elif name and message.startswith("guest "):
+        message = f"guest {name!r} {message.removeprefix('guest ')}"
+    elif name:
+        message = f"guest {name!r}: {message}"
+    frames = "\n".join(f"  at {f}" for f in exc.frames)
+    return WasinnError(message, f"guest backtrace:\n{frames}" if frames else "")
+
+
+__all__ = ["WasinnError", "WasinnMagics", "usage"]
