@@ -62,10 +62,17 @@ U8 = BY_NAME["u8"]
 MAX_RANK = 16
 
 
+_BY_TORCH_DTYPE: dict[Any, TensorType] = {}
+
+
 def type_of_torch(dtype: torch.dtype) -> TensorType:
+    found = _BY_TORCH_DTYPE.get(dtype)
+    if found is not None:
+        return found
     name = str(dtype).removeprefix("torch.")
     try:
-        return _BY_TORCH[name]
+        found = _BY_TORCH_DTYPE[dtype] = _BY_TORCH[name]
+        return found
     except KeyError:
         supported = ", ".join(t.torch_name for t in TENSOR_TYPES)
         fail(ErrorCode.RUNTIME_ERROR, f"torch dtype {name} has no wasi-nn tensor type (supported: {supported})")
@@ -92,16 +99,13 @@ class Tensor:
     output, possibly on CUDA); the conversions below avoid copies wherever the layouts allow.
     """
 
-    __slots__ = ("data", "dims", "type")
+    __slots__ = ("data", "dims", "nbytes", "type")
 
     def __init__(self, dims: tuple[int, ...], type: TensorType, data: Data) -> None:
         self.dims = dims
         self.type = type
         self.data = data
-
-    @property
-    def nbytes(self) -> int:
-        return element_count(self.dims) * self.type.itemsize
+        self.nbytes = element_count(dims) * type.itemsize
 
     @property
     def device(self) -> str:
@@ -110,13 +114,26 @@ class Tensor:
     @classmethod
     def from_bytes(cls, dims: tuple[int, ...], type: TensorType, raw: np.ndarray) -> Tensor:
         """Wrap raw bytes (a uint8 array this tensor then owns) after checking they fit the dims."""
-        expected = element_count(dims) * type.itemsize
-        if raw.nbytes != expected:
+        tensor = cls(dims, type, raw)
+        if raw.nbytes != tensor.nbytes:
             fail(
                 ErrorCode.INVALID_ARGUMENT,
-                f"tensor dims {list(dims)} of {type} need {expected} bytes, but data is {raw.nbytes} bytes",
+                f"tensor dims {list(dims)} of {type} need {tensor.nbytes} bytes, but data is {raw.nbytes} bytes",
             )
-        return cls(dims, type, raw)
+        return tensor
+
+    @classmethod
+    def from_guest(cls, dims: tuple[int, ...], type: TensorType, span: np.ndarray, device: str) -> Tensor:
+        """Exactly one copy out of guest memory (``span`` is a view of it): into host memory, or straight to the
+        graph's device. The copy is synchronous, so the guest may reuse its buffer as soon as set_input returns."""
+        checked = cls.from_bytes(dims, type, span)  # the length check, before any copy
+        if device == "cpu":
+            checked.data = span.copy()
+            return checked
+        import torch
+
+        checked.data = torch.from_numpy(span).to(device).view(type.torch_dtype()).view(dims)
+        return checked
 
     @classmethod
     def from_value(cls, value: Any) -> Tensor:
@@ -144,19 +161,23 @@ class Tensor:
 
         data = self.data
         if isinstance(data, np.ndarray):
-            flat = torch.from_numpy(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
-            data = flat.view(self.type.torch_dtype()).reshape(self.dims)
-        return data.to(device, non_blocking=False)
+            flat = torch.from_numpy(self.raw())  # type: ignore[arg-type]
+            data = flat.view(self.type.torch_dtype()).view(self.dims)
+            if device == "cpu":
+                return data
+        return data.to(device)
 
     def copy_into(self, dst: np.ndarray) -> None:
         """Write the bytes into ``dst`` (a uint8 view of guest memory of exactly ``nbytes``): one copy, no staging."""
         src = self.raw()
         if isinstance(src, np.ndarray):
             np.copyto(dst, src)
+        elif src.device.type == "cpu":
+            np.copyto(dst, src.numpy())
         else:
             import torch
 
-            torch.from_numpy(dst).copy_(src)
+            torch.from_numpy(dst).copy_(src)  # device to guest memory, no staging buffer
 
     def to_numpy(self) -> np.ndarray:
         """A numpy array with the logical dtype (bf16 widens to float32, since numpy has no bfloat16)."""

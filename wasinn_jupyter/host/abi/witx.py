@@ -16,19 +16,21 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from wasmtime import FuncType, Linker, ValType
+from wasmtime import Linker
 
 from ..encodings import Encoding, Target
 from ..errors import SUCCESS, Dialect, ErrorCode, WasiNNError, fail, witx_errno
 from ..host import Client, check_model_size
 from ..tensors import MAX_RANK, Tensor, check_type_code
 from .memory import GuestMemory
+from .rawfunc import define_i32_func
 
 log = logging.getLogger(__name__)
 
 MODULE = "wasi_ephemeral_nn"
 TENSOR = struct.Struct("<IIB3xII")
 BUILDER = struct.Struct("<II")
+DIMS = [struct.Struct(f"<{n}I") for n in range(MAX_RANK + 1)]
 MAX_BUILDERS = 64
 MAX_NAME = 4096
 
@@ -83,9 +85,7 @@ class WitxBinding:
 
     def define(self, linker: Linker) -> None:
         for name, arity in SIGNATURES.items():
-            handler = getattr(self, name)
-            ty = FuncType([ValType.i32()] * arity, [ValType.i32()])
-            linker.define_func(MODULE, name, ty, self._entry(name, handler), access_caller=True)
+            define_i32_func(linker, MODULE, name, arity, self._entry(name, getattr(self, name)))
 
     def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
         client = self.client
@@ -166,11 +166,11 @@ class WitxBinding:
         ttype = check_type_code(type_code)
         if dims_len > MAX_RANK:
             fail(ErrorCode.INVALID_ARGUMENT, f"set_input: rank {dims_len} is over the maximum of {MAX_RANK}")
-        dims = m.unpack(struct.Struct(f"<{dims_len}I"), dims_ptr, "set_input: tensor dims") if dims_len else ()
+        dims = m.unpack(DIMS[dims_len], dims_ptr, "set_input: tensor dims") if dims_len else ()
         data = m.span(data_ptr, data_len, "set_input: tensor data")
         index &= 0xFFFFFFFF
         context.admit(index, data_len)  # before copying: a refused input costs the host nothing
-        context.store_input(index, Tensor.from_bytes(dims, ttype, data.copy()))
+        context.store_input(index, Tensor.from_guest(dims, ttype, data, context.graph.device))
 
     def compute(self, ctx: int) -> None:
         self.client.contexts.get(ctx & 0xFFFFFFFF).compute()
