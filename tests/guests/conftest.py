@@ -13,7 +13,7 @@ import pytest
 
 from wasinn_jupyter.guests import Compiled, ToolchainMissing, compile_source
 from wasinn_jupyter.guests.compile import toolchain
-from wasinn_jupyter.host import Guest, Host, Session
+from wasinn_jupyter.host import Guest, Session
 
 # A command: runs the echo graph on a 2x2 f32 tensor with a buffer too small at first (the too_large retry), and
 # prints what came back. argv[1] names the graph.
@@ -48,52 +48,6 @@ int main(int argc, char **argv) {
 }
 """
 
-# A reactor that follows the compute convention and makes its own output: the argmax of each row of output 0.
-C_TOP1 = r"""
-#include <stdlib.h>
-#include "wasi_nn.h"
-
-static void *arena;
-WASINN_EXPORT("wasinn_alloc") void *wasinn_alloc(uint32_t size) {
-    free(arena);
-    return arena = malloc(size);
-}
-
-static float scores[1 << 16];
-static int32_t top[4096];
-static uint32_t top_dims[1];
-static wasi_nn_tensor_t outputs[1];
-
-WASINN_EXPORT("wasinn_compute")
-wasi_nn_errno_t wasinn_compute(const char *name, uint32_t name_len, const wasi_nn_tensor_t *inputs, uint32_t n,
-                               wasinn_result_t *result) {
-    wasi_nn_graph_t graph;
-    wasi_nn_context_t ctx;
-    wasi_nn_errno_t err;
-    uint32_t bytes;
-    if ((err = wasi_nn_load_by_name(name, name_len, &graph))) return err;
-    if ((err = wasi_nn_init_execution_context(graph, &ctx))) return err;
-    for (uint32_t i = 0; i < n; i++)
-        if ((err = wasi_nn_set_input(ctx, i, &inputs[i]))) return err;
-    if ((err = wasi_nn_compute(ctx))) return err;
-    if ((err = wasi_nn_get_output(ctx, 0, (uint8_t *)scores, sizeof scores, &bytes))) return err;
-    uint32_t rows = inputs[0].dims_len ? inputs[0].dims[0] : 1;
-    if (rows == 0 || rows > 4096) return WASI_NN_ERRNO_INVALID_ARGUMENT;
-    uint32_t classes = bytes / sizeof(float) / rows;
-    for (uint32_t r = 0; r < rows; r++) {
-        uint32_t best = 0;
-        for (uint32_t c = 1; c < classes; c++)
-            if (scores[r * classes + c] > scores[r * classes + best]) best = c;
-        top[r] = (int32_t)best;
-    }
-    top_dims[0] = rows;
-    outputs[0] = (wasi_nn_tensor_t){top_dims, 1, WASI_NN_TYPE_I32, (const uint8_t *)top, rows * 4};
-    result->n_outputs = 1;
-    result->outputs = outputs;
-    result->ctx = ctx;
-    return WASI_NN_ERRNO_SUCCESS;
-}
-"""
 
 RUST_ECHO_COMMAND = r"""
 mod wasi_nn;
@@ -200,18 +154,6 @@ def build(cache_dir: Path) -> Callable[..., Compiled]:
 
 
 @pytest.fixture
-def host() -> Host:
-    host = Host()
-    host.register("echo", "echo")
-    return host
-
-
-@pytest.fixture
-def session(host: Host) -> Session:
-    return Session(host)
-
-
-@pytest.fixture
 def instantiate(session: Session) -> Iterator[Callable[..., Guest]]:
     guests: list[Guest] = []
 
@@ -241,10 +183,10 @@ def need_toolchain() -> Callable[[str], None]:
 
 
 @pytest.fixture
-def sources() -> dict[str, str]:
+def sources(c_top1: str) -> dict[str, str]:
     return {
         "c_echo_command": C_ECHO_COMMAND,
-        "c_top1": C_TOP1,
+        "c_top1": c_top1,
         "rust_echo_command": RUST_ECHO_COMMAND,
         "rust_forward": RUST_FORWARD,
         "as_command": AS_COMMAND,

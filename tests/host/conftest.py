@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wasinn_jupyter.host import Guest, Host, Session
+from wasinn_jupyter.host import Guest, Session
 from wasinn_jupyter.host.abi.witx import MODULE, SIGNATURES
 
 PAGES = 2  # 128 KiB of guest memory
@@ -81,18 +81,6 @@ class Abi:
         assert self.call("load_by_name", ptr, length, 64) == 0, self.guest.client.last_error
         assert self.call("init_execution_context", self.u32(64), 68) == 0, self.guest.client.last_error
         return self.u32(68)
-
-
-@pytest.fixture
-def host() -> Host:
-    host = Host()
-    host.register("echo", "echo")
-    return host
-
-
-@pytest.fixture
-def session(host: Host) -> Session:
-    return Session(host)
 
 
 @pytest.fixture

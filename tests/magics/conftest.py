@@ -33,46 +33,6 @@ int main(int argc, char **argv) {
 }
 """
 
-# The compute convention in C: argmax of each row of output 0, as its own i32 output.
-C_TOP1 = r"""
-#include <stdlib.h>
-#include "wasi_nn.h"
-
-static void *arena;
-WASINN_EXPORT("wasinn_alloc") void *wasinn_alloc(uint32_t size) { free(arena); return arena = malloc(size); }
-
-static float scores[1 << 16];
-static int32_t top[4096];
-static uint32_t top_dims[1];
-static wasi_nn_tensor_t outputs[1];
-
-WASINN_EXPORT("wasinn_compute")
-wasi_nn_errno_t wasinn_compute(const char *name, uint32_t name_len, const wasi_nn_tensor_t *inputs, uint32_t n,
-                               wasinn_result_t *result) {
-    wasi_nn_graph_t graph;
-    wasi_nn_context_t ctx;
-    wasi_nn_errno_t err;
-    uint32_t bytes;
-    if ((err = wasi_nn_load_by_name(name, name_len, &graph))) return err;
-    if ((err = wasi_nn_init_execution_context(graph, &ctx))) return err;
-    for (uint32_t i = 0; i < n; i++)
-        if ((err = wasi_nn_set_input(ctx, i, &inputs[i]))) return err;
-    if ((err = wasi_nn_compute(ctx))) return err;
-    if ((err = wasi_nn_get_output(ctx, 0, (uint8_t *)scores, sizeof scores, &bytes))) return err;
-    uint32_t rows = inputs[0].dims[0], classes = bytes / sizeof(float) / rows;
-    for (uint32_t r = 0; r < rows && r < 4096; r++) {
-        uint32_t best = 0;
-        for (uint32_t c = 1; c < classes; c++)
-            if (scores[r * classes + c] > scores[r * classes + best]) best = c;
-        top[r] = (int32_t)best;
-    }
-    top_dims[0] = rows;
-    outputs[0] = (wasi_nn_tensor_t){top_dims, 1, WASI_NN_TYPE_I32, (const uint8_t *)top, rows * 4};
-    *result = (wasinn_result_t){1, outputs, ctx};
-    return 0;
-}
-"""
-
 
 @dataclass
 class Cell:
@@ -130,5 +90,5 @@ def run(ip: Any, capsys: pytest.CaptureFixture[str]) -> Callable[[str], Cell]:
 
 
 @pytest.fixture
-def sources() -> dict[str, str]:
-    return {"spin": SPIN_WAT, "spin_compute": SPIN_COMPUTE_WAT, "c_args": C_ARGS, "c_top1": C_TOP1}
+def sources(c_top1: str) -> dict[str, str]:
+    return {"spin": SPIN_WAT, "spin_compute": SPIN_COMPUTE_WAT, "c_args": C_ARGS, "c_top1": c_top1}
