@@ -106,7 +106,14 @@ class Client:
         """Run ``fn(*args)`` as one wasi-nn call: time it, record it, keep its error message. ABI layers enter here."""
         start = time.perf_counter_ns()
         try:
-            result = fn(*args)
+            try:
+                result = fn(*args)
+            except WasiNNError:
+                raise
+            except Exception as exc:  # a host bug: the caller still gets a wasi-nn error, the log gets the trace
+                log.exception("wasi-nn %s failed inside the host", call)
+                message = f"internal error in {call}: {type(exc).__name__}: {exc}"
+                raise WasiNNError(ErrorCode.RUNTIME_ERROR, message) from exc
         except WasiNNError as err:
             self.last_error = err.message
             self.host._record_error(f"{self.label}: {call}: {err.message}")

@@ -262,3 +262,19 @@ def test_load_refuses_builders_over_the_model_limit_before_copying(abi) -> None:
     # 64 builders all pointing at the same 64 KiB: refused from the lengths alone
     abi.write(512, struct.pack("<II", 0, 65536) * 64)
     assert abi.call("load", 512, 64, 3, 0, 64) == TOO_LARGE
+
+
+def test_a_host_bug_is_runtime_error_not_a_crash(host, make_abi) -> None:
+    from wasinn_jupyter.host.backends.echo import EchoGraph
+
+    class Buggy(EchoGraph):
+        def input_names(self) -> list[str] | None:
+            raise AttributeError("oops")
+
+    host.register("buggy", Buggy("buggy"))
+    abi = make_abi()
+    ctx = abi.open_echo("buggy")
+    assert abi.call("set_input", ctx, 0, abi.tensor(1024, [1], 3, b"x")) == 5
+    assert "internal error in set_input: AttributeError: oops" in abi.guest.client.last_error
+    assert host.timeline.records()[-1].outcome == ErrorCode.RUNTIME_ERROR.value
+    assert roundtrip(abi, abi.open_echo(), [2], 3, b"ok") == b"ok"

@@ -89,22 +89,29 @@ class WitxBinding:
 
     def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
         client = self.client
-        refresh = self.memory.refresh if call not in NO_MEMORY else None
         graph_of = client.graph_name if call in CONTEXT_FIRST else None
         run = client.call
+        if call in NO_MEMORY:
+
+            def work(caller: Any, *args: int) -> None:
+                handler(*args)
+
+        else:
+            refresh = self.memory.refresh
+
+            def work(caller: Any, *args: int) -> None:
+                refresh(caller)  # inside the recorded call: a guest without memory gets missing_memory, logged
+                handler(*args)
 
         def entry(caller: Any, *args: int) -> int:
             try:
-                if refresh is not None:
-                    refresh(caller)
-                run(call, graph_of(args[0] & 0xFFFFFFFF) if graph_of else None, handler, *args)
+                run(call, graph_of(args[0] & 0xFFFFFFFF) if graph_of else None, work, caller, *args)
                 return SUCCESS
             except WasiNNError as err:
                 return witx_errno(err, self.dialect)
-            except Exception as exc:  # a host bug must still not cross into wasmtime
+            except Exception:  # Client.call turns host bugs into runtime_error; this is the last line
                 log.exception("wasi-nn %s failed inside the host", call)
-                client.last_error = f"internal error in {call}: {type(exc).__name__}: {exc}"
-                return witx_errno(WasiNNError(ErrorCode.RUNTIME_ERROR, client.last_error))
+                return witx_errno(WasiNNError(ErrorCode.RUNTIME_ERROR, f"internal error in {call}"))
 
         entry.__name__ = f"wasi_nn_{call}"
         return entry
