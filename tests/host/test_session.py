@@ -169,3 +169,78 @@ def test_unknown_imports_fail_instantiation_cleanly(session: Session) -> None:
     module = session.compile('(module (import "somewhere" "else" (func)))')
     with pytest.raises(GuestError, match="unknown import"):
         session.instantiate(module)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGINT")
+def test_ctrl_c_stops_a_start_function_that_never_returns(session: Session) -> None:
+    module = session.compile("(module (func $s (loop $l (br $l))) (start $s))")
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(GuestStopped, match="KeyboardInterrupt"):
+        session.instantiate(module)
+    timer.join()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGINT")
+def test_ctrl_c_abandons_a_guest_blocked_in_a_host_call(session: Session) -> None:
+    import torch
+
+    class Slow(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time.sleep(3)
+            return x
+
+    session.host.register("slow", Slow())
+    guest_src = r"""(module
+      (import "wasi_ephemeral_nn" "load_by_name" (func $lbn (param i32 i32 i32) (result i32)))
+      (import "wasi_ephemeral_nn" "init_execution_context" (func $init (param i32 i32) (result i32)))
+      (import "wasi_ephemeral_nn" "set_input" (func $set (param i32 i32 i32) (result i32)))
+      (import "wasi_ephemeral_nn" "compute" (func $compute (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "slow")
+      (data (i32.const 16) "\01\00\00\00")
+      (data (i32.const 32) "\10\00\00\00\01\00\00\00\01\00\00\00\00\01\00\00\04\00\00\00")
+      (func (export "go") (result i32)
+        (drop (call $lbn (i32.const 0) (i32.const 4) (i32.const 100)))
+        (drop (call $init (i32.load (i32.const 100)) (i32.const 104)))
+        (drop (call $set (i32.load (i32.const 104)) (i32.const 0) (i32.const 32)))
+        (drop (call $compute (i32.load (i32.const 104))))
+        (loop $l (br $l))
+        (i32.const 0)))"""
+    guest = session.instantiate(session.compile(guest_src))
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(GuestStopped, match="abandoned"):
+        guest.call("go")
+    assert time.monotonic() - start < 2.5  # back before the 3 s host call ends
+    timer.join()
+    with pytest.raises(GuestError, match="abandoned"):
+        guest.call("go")
+    deadline = time.monotonic() + 10
+    while len(guest.client.contexts) and time.monotonic() < deadline:  # the worker frees them when it comes back
+        time.sleep(0.1)
+    assert len(guest.client.contexts) == 0
+
+
+def test_closing_or_dropping_a_session_ends_its_ticker(host) -> None:
+    import gc
+    import weakref
+
+    session = Session(host)
+    session.instantiate(session.compile(RUNAWAY)).call("add", 1, 2, watch=False)
+    ticker = session._ticker
+    assert ticker is not None and ticker.is_alive()
+    session.close()
+    ticker.join(1)
+    assert not ticker.is_alive()
+
+    dropped = Session(host)
+    dropped.instantiate(dropped.compile(RUNAWAY)).call("add", 1, 2, watch=False)
+    ticker, ref = dropped._ticker, weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert ref() is None
+    assert ticker is not None
+    ticker.join(1)
+    assert not ticker.is_alive()

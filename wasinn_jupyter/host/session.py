@@ -19,6 +19,7 @@ import ctypes
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from .host import Host
 log = logging.getLogger(__name__)
 
 TICK_S = 0.01
+INTERRUPT_GRACE_S = 1.0  # how long an interrupted guest blocked in a host call may take to come back
 Output = Callable[[bytes], None]
 
 _EPOCH_CALLBACK = ctypes.CFUNCTYPE(
@@ -124,7 +126,15 @@ class Session:
         self._running = 0
         self._running_lock = threading.Lock()
         self._ticking = threading.Event()
+        self._stopped = threading.Event()
         self._ticker: threading.Thread | None = None
+        # The ticker thread holds only the engine and the two events, so a Session that is dropped is collected,
+        # and collecting (or closing) it ends the thread.
+        self._halt = weakref.finalize(self, _halt_ticker, self._ticking, self._stopped)
+
+    def close(self) -> None:
+        """End the epoch ticker. Guests of this session should not be called afterwards."""
+        self._halt()
 
     # -- compiling -----------------------------------------------------------------------------------------
 
@@ -167,7 +177,9 @@ class Session:
             self._running += 1
             self._ticking.set()
             if self._ticker is None:
-                self._ticker = threading.Thread(target=self._tick, name="wasinn-epoch", daemon=True)
+                self._ticker = threading.Thread(
+                    target=_tick, args=(self.engine, self._ticking, self._stopped), name="wasinn-epoch", daemon=True
+                )
                 self._ticker.start()
 
     def _leave(self) -> None:
@@ -176,11 +188,19 @@ class Session:
             if not self._running:
                 self._ticking.clear()
 
-    def _tick(self) -> None:
-        while True:
-            self._ticking.wait()
-            time.sleep(TICK_S)
-            self.engine.increment_epoch()
+
+def _tick(engine: Engine, ticking: threading.Event, stopped: threading.Event) -> None:
+    while True:
+        ticking.wait()
+        if stopped.is_set():
+            return
+        time.sleep(TICK_S)
+        engine.increment_epoch()
+
+
+def _halt_ticker(ticking: threading.Event, stopped: threading.Event) -> None:
+    stopped.set()
+    ticking.set()
 
 
 class Guest:
@@ -208,6 +228,7 @@ class Guest:
         self.dialect = Dialect(dialect)
         self._stop_reason: str | None = None
         self._deadline: float | None = None
+        self._abandoned = False  # see _watched: never entered again
 
         self.store = Store(session.engine)
         self.store.set_wasi(_wasi_config(wasi))  # before anything links WASI: see the module docstring
@@ -225,7 +246,8 @@ class Guest:
         linker.define_wasi()
         self.binding = WitxBinding(self.client, self.dialect)
         self.binding.define(linker)
-        self.instance = self._guarded(lambda: linker.instantiate(self.store, module), watch=False)
+        # a start function runs here: it must be stoppable like any other call
+        self.instance = self._guarded(lambda: linker.instantiate(self.store, module), watch=None)
         memory = self.instance.exports(self.store).get("memory")
         if isinstance(memory, wasmtime.Memory):
             self.binding.memory.memory = memory
@@ -270,6 +292,11 @@ class Guest:
 
     def _guarded(self, fn: Callable[[], Any], watch: bool | None) -> Any:
         """Run ``fn`` (which enters the guest) with deadline, fuel and interrupt handling."""
+        if self._abandoned:
+            raise GuestError(
+                f"guest {self.label!r} was abandoned while blocked in a host call after an interrupt; "
+                "instantiate its module again"
+            )
         if watch is None:
             watch = threading.current_thread() is threading.main_thread()
         self._stop_reason = None
@@ -280,12 +307,15 @@ class Guest:
         elif self.session.fuel:
             self.store.set_fuel(2**63 - 1)
         self.store.set_epoch_deadline(1)
-        self.session._enter()
-        try:
-            return self._translate(_watched(fn, self.interrupt) if watch else fn)
-        finally:
-            self.session._leave()
-            self._deadline = None
+
+        def call() -> Any:
+            self.session._enter()  # in the thread that runs the guest: ticks go on while it does
+            try:
+                return self._translate(fn)
+            finally:
+                self.session._leave()
+
+        return _watched(call, self) if watch else call()
 
     def _translate(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -306,7 +336,8 @@ class Guest:
 
     def close(self) -> None:
         """Free the guest's wasi-nn handles; the Store goes with the last reference."""
-        self.client.close()
+        if not self._abandoned:  # an abandoned guest's worker frees them when its host call returns
+            self.client.close()
 
     def __enter__(self) -> Guest:
         return self
@@ -315,36 +346,43 @@ class Guest:
         self.close()
 
 
-def _watched(fn: Callable[[], Any], interrupt: Callable[[str], None]) -> Callable[[], Any]:
-    """``fn`` run in a worker thread while this thread waits, turning KeyboardInterrupt into a guest interrupt."""
+def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
+    """Run ``fn`` in a worker thread while this (main) thread waits, so Ctrl-C reaches Python and stops the guest.
 
-    def run() -> Any:
-        box: dict[str, Any] = {}
-        done = threading.Event()
+    Epoch interruption stops a guest only while it runs wasm. One blocked inside a host call (a long model, a WASI
+    sleep) gets ``INTERRUPT_GRACE_S`` to come back; after that it is abandoned: this thread returns at once, the
+    worker finishes the host call on its own, the guest traps at its next epoch check, and the Guest refuses any
+    further call. The user gets the notebook back either way.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
 
-        def work() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                box["error"] = exc
-            finally:
-                done.set()
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+        finally:
+            done.set()
+            if guest._abandoned:
+                guest.client.close()
 
-        threading.Thread(target=work, name="wasinn-guest", daemon=True).start()
-        interrupted = False
-        while not done.is_set():
-            try:
-                done.wait(0.05)
-            except KeyboardInterrupt:
-                interrupted = True
-                interrupt("interrupted (KeyboardInterrupt)")
-        if "error" in box:
-            raise box["error"]
-        if interrupted:
-            raise GuestStopped("interrupted (KeyboardInterrupt)")
-        return box.get("value")
-
-    return run
+    threading.Thread(target=work, name="wasinn-guest", daemon=True).start()
+    interrupted_at: float | None = None
+    while not done.is_set():
+        try:
+            done.wait(0.05)
+        except KeyboardInterrupt:
+            interrupted_at = interrupted_at or time.monotonic()
+            guest.interrupt("interrupted (KeyboardInterrupt)")
+        if interrupted_at is not None and not done.is_set() and time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
+            guest._abandoned = True
+            raise GuestStopped("interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned")
+    if "error" in box:
+        raise box["error"]
+    if interrupted_at is not None:
+        raise GuestStopped("interrupted (KeyboardInterrupt)")
+    return box.get("value")
 
 
 def _frames(trap: Trap) -> list[str]:
