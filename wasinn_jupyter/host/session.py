@@ -369,15 +369,20 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
 
     threading.Thread(target=work, name="wasinn-guest", daemon=True).start()
     interrupted_at: float | None = None
-    while not done.is_set():
-        try:
+    while True:
+        try:  # the whole body: Ctrl-C may land on any line of it
+            if done.is_set():
+                break
             done.wait(0.05)
+            if interrupted_at is not None and not done.is_set():
+                if time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
+                    guest._abandoned = True
+                    raise GuestStopped(
+                        "interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned"
+                    )
         except KeyboardInterrupt:
             interrupted_at = interrupted_at or time.monotonic()
             guest.interrupt("interrupted (KeyboardInterrupt)")
-        if interrupted_at is not None and not done.is_set() and time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
-            guest._abandoned = True
-            raise GuestStopped("interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned")
     if "error" in box:
         raise box["error"]
     if interrupted_at is not None:

@@ -132,7 +132,10 @@ class Tensor:
             return checked
         import torch
 
-        checked.data = torch.from_numpy(span).to(device).view(type.torch_dtype()).view(dims)
+        if not checked.nbytes:  # torch cannot view an empty byte tensor as a wider type
+            checked.data = torch.empty(dims, dtype=type.torch_dtype(), device=device)
+        else:
+            checked.data = torch.from_numpy(span).to(device).view(type.torch_dtype()).view(dims)
         return checked
 
     @classmethod
@@ -161,6 +164,8 @@ class Tensor:
 
         data = self.data
         if isinstance(data, np.ndarray):
+            if not self.nbytes:  # torch cannot view an empty byte tensor as a wider type
+                return torch.empty(self.dims, dtype=self.type.torch_dtype(), device=device)
             flat = torch.from_numpy(self.raw())  # type: ignore[arg-type]
             data = flat.view(self.type.torch_dtype()).view(self.dims)
             if device == "cpu":

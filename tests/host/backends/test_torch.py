@@ -237,3 +237,23 @@ def test_zip_bombs_and_oversized_files_are_too_large(tmp_path) -> None:
     with pytest.raises(WasiNNError) as err:
         host.register("big", big)
     assert err.value.code is ErrorCode.TOO_LARGE
+
+
+def test_empty_inputs_reach_the_model(model) -> None:
+    host = Host()
+    host.register("affine", model)
+    assert compute(host, "affine", torch.ones(0, 4))[0].shape == (0, 2)
+    with host.client() as client:
+        ctx = client.init_execution_context(client.load_by_name("affine"))
+        client.set_input(ctx, 0, Tensor.from_value(np.ones((0, 4), np.float32)))
+        client.compute(ctx)
+        assert client.get_output(ctx, 0).dims == (0, 2)
+
+
+def test_empty_input_from_a_guest_reaches_the_model(host, make_abi, model) -> None:
+    host.register("affine", model)
+    abi = make_abi()
+    ctx = abi.open_echo("affine")
+    assert abi.call("set_input", ctx, 0, abi.tensor(1024, [0, 4], 1, b"")) == 0
+    assert abi.call("compute", ctx) == 0, abi.guest.client.last_error
+    assert abi.call("get_output", ctx, 0, 4096, 64, 60) == 0 and abi.u32(60) == 0
