@@ -73,6 +73,40 @@ def test_the_cache_key_covers_source_flags_and_toolchain() -> None:
     assert len({base, key("c", "int y;", [], "zig 0.17.1"), key("c", "int x;", ["-O3"], "zig 0.17.1")}) == 3
     assert base != key("c", "int x;", [], "zig 0.18.0")
     assert base != key("rust", "int x;", [], "zig 0.17.1")
+    command = ["zig", "cc", "-O2", "SOURCE.c"]
+    assert key("c", "int x;", [], "zig 0.17.1", command) != key("c", "int x;", [], "zig 0.17.1", ["zig", "cc", "-O3"])
+
+
+def test_the_cache_key_covers_the_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = compile_mod.cache_key("wat", "(module)", [], "wat2wasm")
+    monkeypatch.setattr(compile_mod, "__version__", "999.0")
+    assert compile_mod.cache_key("wat", "(module)", [], "wat2wasm") != before
+
+
+def test_a_new_package_version_compiles_again(build: Callable[..., Compiled], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the package does to a module (strip_debug) may change between versions: no stale cache entry."""
+    source = '(module (func (export "_start")))  ;; versioned'
+    build(source, "wat", name="versioned")
+    assert build(source, "wat", name="versioned").cached
+    monkeypatch.setattr(compile_mod, "__version__", compile_mod.__version__ + ".post1")
+    assert not build(source, "wat", name="versioned").cached
+
+
+def test_fixed_compiler_arguments_are_part_of_the_key(
+    build: Callable[..., Compiled], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release that changes the tool's own arguments (-O2 here) does not reuse modules built the old way."""
+    source = "int main(void) { return 0; }  /* keyed */\n"
+    build(source, "c", name="keyed")
+    assert build(source, "c", name="keyed").cached
+    command = compile_mod.Zig.command
+
+    def o1(self: compile_mod.Zig, *args: object, **kwargs: object) -> list[str]:
+        return ["-O1" if a == "-O2" else a for a in command(self, *args, **kwargs)]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compile_mod.Zig, "command", o1)
+    again = build(source, "c", name="keyed")
+    assert not again.cached and again.wasm.startswith(b"\0asm")
 
 
 def test_a_wat_error_is_short_and_points_at_the_line(build: Callable[..., Compiled]) -> None:
@@ -182,6 +216,34 @@ def test_missing_node_says_how_to_install(monkeypatch: pytest.MonkeyPatch, build
     assert "\n" not in str(info.value) and "npm install -g assemblyscript" in str(info.value)
 
 
+def test_asc_falls_back_to_npx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No asc on PATH nor in ./node_modules/.bin: `npx --no-install asc`, which never downloads one."""
+    npx = tmp_path / "npx"
+    npx.write_text("#!/bin/sh\necho Version 0.0.1-fake\n")
+    npx.chmod(0o755)
+    found = {"node": "/usr/bin/node", "npx": str(npx)}
+    monkeypatch.setattr(compile_mod.shutil, "which", found.get)
+    monkeypatch.delenv("WASINN_ASC", raising=False)
+    monkeypatch.chdir(tmp_path)
+    asc = compile_mod.Asc()
+    assert asc._found() == [str(npx), "--no-install", "asc"]
+    assert asc.identity() == "asc Version 0.0.1-fake"
+    assert asc.command(Path("g.ts"), Path("g.wasm"), [], True)[:4] == [str(npx), "--no-install", "asc", "g.ts"]
+
+
+def test_npx_without_asc_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    npx = tmp_path / "npx"
+    npx.write_text("#!/bin/sh\necho 'npm error could not determine executable to run' >&2\nexit 1\n")
+    npx.chmod(0o755)
+    found = {"node": "/usr/bin/node", "npx": str(npx)}
+    monkeypatch.setattr(compile_mod.shutil, "which", found.get)
+    monkeypatch.delenv("WASINN_ASC", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ToolchainMissing) as info:
+        compile_mod.Asc().identity()
+    assert str(info.value) == compile_mod.Asc.HINT
+
+
 # -- Rust and AssemblyScript, where installed ------------------------------------------------------------------
 
 
@@ -202,7 +264,25 @@ def test_a_rust_error_is_shown_with_the_cell_file(
     need_toolchain("rust")
     with pytest.raises(CompileError) as info:
         build('fn main() { let x: u32 = "no"; }', "rust", name="rbad")
-    assert "rbad.rs:1" in info.value.log and "mismatched types" in info.value.log
+    assert "guest_rbad.rs:1" in info.value.log and "mismatched types" in info.value.log
+
+
+def test_the_rust_bindings_build_without_warnings(
+    build: Callable[..., Compiled], need_toolchain: Callable[[str], None], sources: dict[str, str]
+) -> None:
+    """A warning in wasi_nn.rs would be printed under every Rust cell."""
+    need_toolchain("rust")
+    compiled = build(sources["rust_echo_command"], "rust", name="rust_quiet", force=True)
+    assert compiled.log == ""
+
+
+def test_a_rust_guest_may_be_named_like_the_bindings(
+    build: Callable[..., Compiled], session: Session, need_toolchain: Callable[[str], None], sources: dict[str, str]
+) -> None:
+    """The cell's file must not be overwritten by the wasi_nn.rs that `mod wasi_nn;` reads."""
+    need_toolchain("rust")
+    compiled = build(sources["rust_echo_command"], "rust", name="wasi_nn", force=True)
+    assert run_command(session, compiled)[1].startswith("rust: [1.5, -2.0, 3.25, 4.0]\n")
 
 
 def test_assemblyscript_command(
@@ -210,6 +290,29 @@ def test_assemblyscript_command(
 ) -> None:
     need_toolchain("assemblyscript")
     compiled = build(sources["as_command"], "assemblyscript", name="as_hello")
+    assert run_command(session, compiled) == (0, "assemblyscript: load_by_name errno 0\n", "")
+
+
+def test_assemblyscript_through_npx(
+    build: Callable[..., Compiled],
+    session: Session,
+    need_toolchain: Callable[[str], None],
+    sources: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    need_toolchain("assemblyscript")
+    which = compile_mod.shutil.which
+    if which("npx") is None:
+        pytest.skip("npx is not installed")
+    monkeypatch.setattr(compile_mod.shutil, "which", lambda name: None if name == "asc" else which(name))
+    monkeypatch.delenv("WASINN_ASC", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert compile_mod.Asc()._found()[1:] == ["--no-install", "asc"]
+    try:
+        compiled = build(sources["as_command"], "assemblyscript", name="as_npx", force=True)
+    except ToolchainMissing as exc:  # asc is installed only where npx does not look
+        pytest.skip(exc.message)
     assert run_command(session, compiled) == (0, "assemblyscript: load_by_name errno 0\n", "")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from wasinn_jupyter.guests import Compiled, ComputeError, as_tensors, compute, driver_wat
+from wasinn_jupyter.guests import Compiled, ComputeError, as_tensors, compute, convention_problem, driver_wat
 from wasinn_jupyter.host import Guest, GuestLimits, Host
 
 Build = Callable[..., Compiled]
@@ -129,8 +129,121 @@ def test_wild_output_pointers_are_caught(build: Build, instantiate: Instantiate)
         (i32.store (local.get 4) (i32.const 1)) (i32.store offset=4 (local.get 4) (i32.const 300))
     """
     guest = instantiate(build(convention_wat(body), "wat", name="wild"))
-    with pytest.raises(ComputeError, match="outside the guest's"):
+    with pytest.raises(ComputeError, match="output 0 data: 16 bytes at 0xffffff00 run past the end of linear memory"):
         compute(guest, "echo", as_tensors(np.ones(1)))
+
+
+def test_outputs_may_not_add_up_to_more_than_the_guest_memory(build: Build, instantiate: Instantiate) -> None:
+    # 64 u8 outputs, each the same 32 KiB at 0 (each one in bounds), in a 64 KiB memory: 2 MiB to copy in all
+    body = """
+        (local $i i32) (local $row i32)
+        (i32.store (i32.const 200) (i32.const 32768))
+        (block $done (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (i32.const 64)))
+          (local.set $row (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 20))))
+          (i32.store (local.get $row) (i32.const 200)) (i32.store offset=4 (local.get $row) (i32.const 1))
+          (i32.store offset=8 (local.get $row) (i32.const 3))
+          (i32.store offset=12 (local.get $row) (i32.const 0)) (i32.store offset=16 (local.get $row) (i32.const 32768))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next)))
+        (i32.store (local.get 4) (i32.const 64)) (i32.store offset=4 (local.get 4) (i32.const 4096))
+    """
+    guest = instantiate(build(convention_wat(body), "wat", name="aliased"))
+    with pytest.raises(ComputeError, match="64 outputs add up to 2097152 bytes, more than its 65536-byte memory"):
+        compute(guest, "echo", as_tensors(np.ones(1)))
+
+
+def test_outputs_that_fit_may_share_memory(build: Build, instantiate: Instantiate) -> None:
+    # two outputs naming the same 4 bytes: allowed, since together they stay within the guest's memory
+    body = """
+        (i32.store (i32.const 200) (i32.const 4)) (i32.store (i32.const 208) (i32.const 0x04030201))
+        (i32.store (i32.const 300) (i32.const 200)) (i32.store (i32.const 304) (i32.const 1))
+        (i32.store (i32.const 308) (i32.const 3))
+        (i32.store (i32.const 312) (i32.const 208)) (i32.store (i32.const 316) (i32.const 4))
+        (memory.copy (i32.const 320) (i32.const 300) (i32.const 20))
+        (i32.store (local.get 4) (i32.const 2)) (i32.store offset=4 (local.get 4) (i32.const 300))
+    """
+    guest = instantiate(build(convention_wat(body), "wat", name="shared"))
+    outputs = compute(guest, "echo", as_tensors(np.ones(1)))
+    assert [o.tensor.to_numpy().tolist() for o in outputs] == [[1, 2, 3, 4], [1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("alloc", "compute_params", "wrong"),
+    [
+        (
+            "(param i32) (result i32)",
+            "(param i32 i32 i32 i32)",
+            "wasinn_compute must be (i32, i32, i32, i32, i32) -> i32, but it is (i32, i32, i32, i32) -> i32",
+        ),
+        (
+            "(param i64) (result i32)",
+            "(param i32 i32 i32 i32 i32)",
+            "wasinn_alloc must be (i32) -> i32, but it is (i64) -> i32",
+        ),
+        ("(param i32)", "(param i32 i32 i32 i32 i32)", "wasinn_alloc must be (i32) -> i32, but it is (i32) -> ()"),
+        ("(result i32)", "(param i32 i32 i32 i32 i32)", "wasinn_alloc must be (i32) -> i32, but it is () -> i32"),
+    ],
+)
+def test_export_signatures_are_checked_before_any_call(
+    build: Build, instantiate: Instantiate, alloc: str, compute_params: str, wrong: str
+) -> None:
+    """Without the check, wasmtime's TypeError (or a None result) would surface from deep inside the call."""
+    body = "(i32.const 1024)" if "result" in alloc else ""
+    wat = f"""
+    (module
+      (memory (export "memory") 1)
+      (func (export "wasinn_alloc") {alloc} {body})
+      (func (export "wasinn_compute") {compute_params} (result i32) (i32.const 0)))
+    """
+    guest = instantiate(build(wat, "wat", name="signature"))
+    assert convention_problem(guest.module) == wrong
+    with pytest.raises(ComputeError) as info:
+        compute(guest, "echo", as_tensors(np.ones(1)))
+    assert info.value.message == f"guest {guest.label!r} does not follow the compute convention: {wrong}"
+
+
+def test_exports_of_the_wrong_kind_are_refused(build: Build, instantiate: Instantiate) -> None:
+    wat = """
+    (module
+      (memory (export "memory") 1)
+      (global (export "wasinn_alloc") i32 (i32.const 0))
+      (func (export "wasinn_compute") (param i32 i32 i32 i32 i32) (result i32) (i32.const 0)))
+    """
+    guest = instantiate(build(wat, "wat", name="notfunc"))
+    with pytest.raises(ComputeError, match=r"wasinn_alloc must be a function \(i32\) -> i32, but it is not one"):
+        compute(guest, "echo", as_tensors(np.ones(1)))
+    wat = """
+    (module
+      (func (export "memory"))
+      (func (export "wasinn_alloc") (param i32) (result i32) (i32.const 0))
+      (func (export "wasinn_compute") (param i32 i32 i32 i32 i32) (result i32) (i32.const 0)))
+    """
+    guest = instantiate(build(wat, "wat", name="notmemory"))
+    with pytest.raises(ComputeError, match="its export 'memory' is not a memory"):
+        compute(guest, "echo", as_tensors(np.ones(1)))
+
+
+def test_an_errno_the_guest_chose_shows_no_earlier_host_error(build: Build, instantiate: Instantiate) -> None:
+    # load_by_name's errno when it fails; else errno 6, chosen by the guest with no host error behind it
+    wat = """
+    (module
+      (import "wasi_ephemeral_nn" "load_by_name" (func $load (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "wasinn_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "wasinn_compute") (param i32 i32 i32 i32 i32) (result i32)
+        (local $err i32)
+        (local.set $err (call $load (local.get 0) (local.get 1) (i32.const 0)))
+        (if (result i32) (local.get $err) (then (local.get $err)) (else (i32.const 6)))))
+    """
+    guest = instantiate(build(wat, "wat", name="ownerrno"))
+    with pytest.raises(ComputeError, match="no graph named 'nope'"):
+        compute(guest, "nope", as_tensors(np.ones(1)))
+    with pytest.raises(ComputeError) as info:
+        compute(guest, "echo", as_tensors(np.ones(1)))
+    assert info.value.errno == 6
+    assert "no graph named" not in info.value.message
+    assert "the guest gave no host error" in info.value.message
 
 
 def test_from_graph_needs_a_real_context(build: Build, instantiate: Instantiate) -> None:
@@ -160,6 +273,35 @@ def test_a_c_guest_makes_its_own_outputs(
     assert again.tensor.to_torch().tolist() == model(x[:2]).argmax(1).tolist()
 
 
+C_ALIGNED = r"""
+#include <stdlib.h>
+#include "wasi_nn.h"
+
+static void *arena;
+WASINN_EXPORT("wasinn_alloc") void *wasinn_alloc(uint32_t size) {
+    free(arena);
+    return arena = malloc(size);
+}
+
+/* invalid_argument unless every input's data is 16-byte aligned; no outputs */
+WASINN_EXPORT("wasinn_compute")
+wasi_nn_errno_t wasinn_compute(const char *name, uint32_t name_len, const wasi_nn_tensor_t *inputs, uint32_t n,
+                               wasinn_result_t *result) {
+    for (uint32_t i = 0; i < n; i++)
+        if ((uintptr_t)inputs[i].data % 16) return WASI_NN_ERRNO_INVALID_ARGUMENT;
+    return WASI_NN_ERRNO_SUCCESS;
+}
+"""
+
+
+def test_data_is_16_byte_aligned_when_alloc_is(build: Build, instantiate: Instantiate) -> None:
+    """The arena's parts are 16-aligned relative to it; malloc's 16-aligned pointer makes them so in memory."""
+    guest = instantiate(build(C_ALIGNED, "c", name="aligned"))
+    odd = [np.ones(n, np.uint8) for n in (1, 3, 17, 5)] + [np.ones((3, 5, 7), np.float32), np.array(1.0)]
+    for k in range(1, len(odd) + 1):
+        assert compute(guest, "echo", as_tensors(odd[:k])) == []
+
+
 def test_a_rust_guest_forwards(
     build: Build,
     instantiate: Instantiate,
@@ -170,6 +312,18 @@ def test_a_rust_guest_forwards(
     guest = instantiate(build(sources["rust_forward"], "rust", name="forward"))
     outs = roundtrip(guest, "echo", np.arange(5, dtype=np.int64), np.ones((2, 3), np.float32))
     assert outs[0].tolist() == [0, 1, 2, 3, 4] and outs[1].shape == (2, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_inputs_are_copied_into_guest_memory(driver: Guest) -> None:
+    """Tensor.copy_into writes a CUDA tensor straight into the guest's memory, non-contiguous ones included."""
+    x = torch.randn(64, 33, device="cuda")
+    half = torch.arange(12, device="cuda", dtype=torch.float16).reshape(3, 4)
+    ys = roundtrip(driver, "echo", x, x.t(), half)
+    assert all(y.device.type == "cpu" for y in ys)
+    for y, want in zip(ys, (x, x.t(), half), strict=True):
+        torch.testing.assert_close(y, want.cpu())
 
 
 # -- what the cell's value becomes ------------------------------------------------------------------------------

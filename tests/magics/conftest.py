@@ -9,14 +9,31 @@ from typing import Any
 
 import pytest
 
-SPIN_WAT = '(module (func (export "_start") (loop $forever (br $forever))))'
+# Says "spinning" on stdout, then never returns: a test interrupts it once the marker is out, so the interrupt
+# cannot land before the guest runs.
+SPIN_WAT = """
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "spinning\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 9))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop $forever (br $forever))))
+"""
 
-# A reactor whose wasinn_compute never returns.
+# A reactor whose wasinn_compute says "spinning" on stdout, then never returns.
 SPIN_COMPUTE_WAT = """
 (module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
+  (data (i32.const 16) "spinning\\n")
   (func (export "wasinn_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "wasinn_compute") (param i32 i32 i32 i32 i32) (result i32)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 9))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (loop $forever (br $forever))
     (i32.const 0)))
 """

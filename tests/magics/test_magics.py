@@ -4,9 +4,14 @@ interrupts, settings."""
 from __future__ import annotations
 
 import _thread
+import gc
 import importlib.util
+import io
+import sys
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from wasinn_jupyter.host import Session
 from wasinn_jupyter.magics import GraphCard, GuestCard, Listing, WasinnError, WasinnMagics
 from wasinn_jupyter.magics.core import SUBCOMMANDS
 
@@ -227,17 +233,56 @@ def test_the_default_language_is_a_setting(
 # -- stopping runaway guests -----------------------------------------------------------------------------------
 
 
-def interrupt_after(seconds: float) -> threading.Timer:
-    """What the notebook's interrupt button does to the kernel: KeyboardInterrupt in the main thread."""
-    timer = threading.Timer(seconds, _thread.interrupt_main)
-    timer.start()
-    return timer
+class _Watch(io.TextIOBase):
+    """Stands in for sys.stdout: passes everything on, and notes when ``marker`` is written."""
+
+    def __init__(self, real: Any, marker: str) -> None:
+        self.real = real
+        self.marker = marker
+        self.seen = threading.Event()
+
+    def write(self, text: str) -> int:
+        if self.marker in text:
+            self.seen.set()
+        return self.real.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+
+@contextmanager
+def interrupt_when_printed(marker: str = "spinning") -> Iterator[None]:
+    """Press the interrupt button (KeyboardInterrupt in the main thread) once the guest has printed ``marker``.
+
+    The guests print it right before looping forever, so the interrupt lands while the guest runs, never before
+    it starts or after it ends; the presser thread is stopped and joined on the way out, so it cannot fire into a
+    later test.
+    """
+    watch = _Watch(sys.stdout, marker)
+    leave = threading.Event()
+
+    def press() -> None:
+        while not leave.is_set():
+            if watch.seen.wait(0.05):
+                _thread.interrupt_main()
+                return
+
+    presser = threading.Thread(target=press, name="test-interrupt", daemon=True)
+    sys.stdout = watch
+    presser.start()
+    try:
+        yield
+    finally:
+        leave.set()
+        presser.join()
+        sys.stdout = watch.real
 
 
 def test_an_interrupt_stops_a_runaway_guest(run: Run, sources: dict[str, str]) -> None:
     run("%%wasinn guest spin\n" + sources["spin"])
-    interrupt_after(0.5)
-    cell = run("%wasinn run spin")
+    with interrupt_when_printed():
+        cell = run("%wasinn run spin")
+    assert cell.out.startswith("spinning\n")
     assert_short_error(cell, "guest 'spin' stopped: interrupted")
     assert run("%wasinn run hello_missing").error is not None  # the shell is usable
     assert run("1 + 1").value == 2
@@ -246,8 +291,8 @@ def test_an_interrupt_stops_a_runaway_guest(run: Run, sources: dict[str, str]) -
 def test_an_interrupt_stops_a_runaway_compute(run: Run, sources: dict[str, str]) -> None:
     run("%%wasinn guest spinc\n" + sources["spin_compute"])
     run("%wasinn load echo echo")
-    interrupt_after(0.5)
-    cell = run("%%wasinn compute echo --guest spinc\n[1.0, 2.0]")
+    with interrupt_when_printed():
+        cell = run("%%wasinn compute echo --guest spinc\n[1.0, 2.0]")
     assert_short_error(cell, "through guest 'spinc'", "stopped: interrupted")
     assert run("%%wasinn compute echo\n[1.0, 2.0]").value.tolist() == [1.0, 2.0]
 
@@ -380,6 +425,21 @@ def test_compute_through_a_guest_without_the_convention(run: Run) -> None:
     assert_short_error(run("%%wasinn compute echo --guest hello\n1"), "does not follow the compute convention")
 
 
+def test_a_wrong_export_signature_is_a_short_error(run: Run) -> None:
+    run("%wasinn load echo echo")
+    cell = run(
+        "%%wasinn guest badsig\n"
+        '(module (memory (export "memory") 1)\n'
+        '  (func (export "wasinn_alloc") (param i64) (result i32) (i32.const 1024))\n'
+        '  (func (export "wasinn_compute") (param i32 i32 i32 i32 i32) (result i32) (i32.const 0)))'
+    )
+    assert cell.ok and "%%wasinn compute" not in cell.out  # not offered as a compute guest
+    assert_short_error(
+        run("%%wasinn compute echo --guest badsig\n1"),
+        "does not follow the compute convention: wasinn_alloc must be (i32) -> i32, but it is (i64) -> i32",
+    )
+
+
 # -- list, info, unload, reset -----------------------------------------------------------------------------------
 
 
@@ -412,6 +472,51 @@ def test_unloading_the_extension_drops_guests(run: Run, shell: Any) -> None:
     shell.run_line_magic("unload_ext", "wasinn_jupyter")
     shell.run_line_magic("load_ext", "wasinn_jupyter")
     assert "hello" not in run("%wasinn list").out
+
+
+def tickers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "wasinn-epoch"}
+
+
+def busy_session(run: Run, ip: Any) -> Session:
+    """The magics' session after a graph, a guest and a compute: its epoch ticker runs."""
+    before = tickers()
+    ip.user_ns["net"] = torch.nn.Linear(3, 2)
+    ip.user_ns["torch"] = torch
+    run("%wasinn load net net")
+    run(HELLO_WAT)
+    assert run("%wasinn run hello").ok
+    assert run("%%wasinn compute net\ntorch.ones(1, 3)").ok
+    session = magics(ip).session
+    assert session._ticker is not None and session._ticker not in before
+    return session
+
+
+def assert_freed(session: Session) -> None:
+    """Even while something still holds the Session, its models are gone and its ticker has ended."""
+    assert session.host.graphs() == {}
+    assert session._ticker is not None
+    session._ticker.join(timeout=30)  # it ends at its next tick once stopped: wait for that, no fixed sleep
+    assert not session._ticker.is_alive()
+
+
+@pytest.mark.parametrize("how", ["reset", "unload_ext"])
+def test_reset_and_unload_free_the_session(run: Run, ip: Any, how: str) -> None:
+    before = tickers()
+    session = busy_session(run, ip)
+    if how == "reset":
+        assert run("%wasinn reset").ok
+    else:  # through run_cell: run_line_magic would keep a snapshot of this frame's locals, session included
+        assert run("%unload_ext wasinn_jupyter").ok and run("%load_ext wasinn_jupyter").ok
+    assert_freed(session)  # as if an old traceback kept it
+    gone = weakref.ref(session)
+    del session
+    gc.collect()
+    assert gone() is None
+    for ticker in tickers() - before:
+        ticker.join(timeout=30)
+    assert not {t for t in tickers() - before if t.is_alive()}
+    assert_short_error(run("%%wasinn compute net\ntorch.ones(1, 3)"), "no graph named 'net'")  # gone with it
 
 
 # -- CUDA, where there is one ----------------------------------------------------------------------------------

@@ -16,7 +16,18 @@ from .compile import (
     default_cache_dir,
     normalize_lang,
 )
-from .driver import ALLOC, COMPUTE, FROM_GRAPH, ComputeError, Output, as_tensors, compute, driver_wat, supports_compute
+from .driver import (
+    ALLOC,
+    COMPUTE,
+    FROM_GRAPH,
+    ComputeError,
+    Output,
+    as_tensors,
+    compute,
+    convention_problem,
+    driver_wat,
+    supports_compute,
+)
 
 __all__ = [
     "ALLOC",
@@ -32,6 +43,7 @@ __all__ = [
     "as_tensors",
     "compile_source",
     "compute",
+    "convention_problem",
     "default_cache_dir",
     "driver_wat",
     "normalize_lang",

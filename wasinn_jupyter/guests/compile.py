@@ -1,10 +1,13 @@
 """Guest source to wasm: WAT, C (zig), Rust (rustc) and AssemblyScript (asc), behind one disk cache.
 
-A compiled module is cached under a hash of the language, the source, the flags, the toolchain's identity (its
-version), the bindings we ship and the wasmtime version, so re-running a cell costs a file read, and anything that
-could change the output makes a new entry. A missing toolchain raises :class:`ToolchainMissing`, whose message is
-the one line that says how to install it; a failed build raises :class:`CompileError` carrying the compiler's own
-output, with the temporary directory taken out of the paths so it reads ``guest.c:3:5: error: ...``.
+A compiled module is cached under a hash of the language, the source, the whole compiler command line (fixed
+arguments and the cell's flags, with placeholder paths), the toolchain's identity (its version), the bindings we
+ship, the wasmtime version and this package's version (which covers the post-processing, :func:`strip_debug`), so
+re-running a cell costs a file read, and anything that could change the output makes a new entry. Files that flags
+pull in (``-I dir``, ``-include file``) are not hashed: after changing one, compile again with ``force``. A
+missing toolchain raises :class:`ToolchainMissing`, whose message is the one line that says how to install it; a
+failed build raises :class:`CompileError` carrying the compiler's own output, with the temporary directory taken
+out of the paths so it reads ``guest.c:3:5: error: ...``.
 
 Nothing here knows about IPython: progress goes to a callback.
 
@@ -30,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 
 import wasmtime
+
+from .. import __version__
 
 Progress = Callable[[str], None]
 
@@ -110,6 +115,10 @@ class Toolchain:
         """Whether the source is a WASI command (it has a main) rather than a library of exports."""
         return True
 
+    def source_name(self, stem: str) -> str:
+        """The file name the cell's source is built from (error messages show it)."""
+        return f"{stem}{self.suffix}"
+
     def prepare(self, workdir: Path) -> None:
         """Put what the build needs beside the source (the bindings)."""
 
@@ -186,6 +195,10 @@ class Rustc(Toolchain):
     def is_command(self, source: str) -> bool:
         return bool(self._MAIN.search(source))
 
+    def source_name(self, stem: str) -> str:
+        # the prefix keeps the cell's file apart from the bindings beside it (a guest may be named wasi_nn)
+        return f"guest_{stem}{self.suffix}"
+
     def prepare(self, workdir: Path) -> None:
         shutil.copy(BINDINGS / "wasi_nn.rs", workdir / "wasi_nn.rs")
 
@@ -242,35 +255,49 @@ class Asc(Toolchain):
     def __init__(self, asc: str | None = None) -> None:
         self.asc = asc
 
-    def _found(self) -> str:
+    def _found(self) -> list[str]:
+        """The command that runs asc: a given path, asc on PATH or in ./node_modules/.bin, else ``npx asc``."""
         if shutil.which("node") is None:
             raise ToolchainMissing(self.HINT)
         candidates = [self.asc] if self.asc else [os.environ.get("WASINN_ASC"), shutil.which("asc")]
         candidates.append(str(Path.cwd() / "node_modules" / ".bin" / "asc"))
         for candidate in candidates:
             if candidate and Path(candidate).is_file():
-                return candidate
+                return [candidate]
+        npx = None if self.asc else shutil.which("npx")
+        if npx is not None:  # --no-install: use an asc npm can find, never download one during a build
+            return [npx, "--no-install", "asc"]
         raise ToolchainMissing(self.HINT)
 
     def identity(self) -> str:
-        return f"asc {_version(self._found())}"
+        asc = self._found()
+        try:
+            return f"asc {_version(tuple(asc))}"
+        except ToolchainMissing:
+            if len(asc) > 1:  # npx runs, but finds no asc to run
+                raise ToolchainMissing(self.HINT) from None
+            raise
 
     def is_command(self, source: str) -> bool:
         return "_start" in source
 
     def command(self, src: Path, out: Path, flags: Sequence[str], is_command: bool) -> list[str]:
-        return [self._found(), src.name, "-O3", "--runtime", "stub", "--use", "abort=", *flags, "-o", str(out)]
+        return [*self._found(), src.name, "-O3", "--runtime", "stub", "--use", "abort=", *flags, "-o", str(out)]
 
 
 @functools.lru_cache(maxsize=16)
-def _version(tool: str) -> str:
-    """The first line of ``tool --version``, asked once per path per process (node takes a while to start)."""
+def _version(tool: str | tuple[str, ...]) -> str:
+    """The first line of ``tool --version``, asked once per command per process (node takes a while to start)."""
+    argv = [tool] if isinstance(tool, str) else list(tool)
     try:
-        done = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ToolchainMissing(f"{tool} does not run: {exc}") from None
+        raise ToolchainMissing(f"{' '.join(argv)} does not run: {exc}") from None
     text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if text else tool
+    if done.returncode != 0:
+        last = text.splitlines()[-1] if text else f"exit {done.returncode}"
+        raise ToolchainMissing(f"{' '.join(argv)} --version failed: {last}")
+    return text.splitlines()[0] if text else " ".join(argv)
 
 
 def toolchain(lang: str, *, rustc: str | None = None, asc: str | None = None) -> Toolchain:
@@ -287,8 +314,12 @@ def toolchain(lang: str, *, rustc: str | None = None, asc: str | None = None) ->
 # -- compiling --------------------------------------------------------------------------------------------------
 
 
-def cache_key(lang: str, source: str, flags: Sequence[str], identity: str) -> str:
-    """The hash a compiled module is cached under: everything that could change the wasm."""
+def cache_key(lang: str, source: str, flags: Sequence[str], identity: str, command: Sequence[str] = ()) -> str:
+    """The hash a compiled module is cached under: everything that could change the wasm.
+
+    ``command`` is the compiler's command line with placeholder paths, so its fixed arguments count too. Files
+    that flags pull in (``-I``, ``-include``) are not read, hence not hashed.
+    """
     bindings = hashlib.sha256()
     if lang != "wat":  # the shipped bindings are part of every C and Rust build
         for path in sorted(BINDINGS.iterdir()):
@@ -297,9 +328,11 @@ def cache_key(lang: str, source: str, flags: Sequence[str], identity: str) -> st
         "lang": lang,
         "source": source,
         "flags": list(flags),
+        "command": list(command),
         "toolchain": identity,
         "bindings": bindings.hexdigest(),
         "wasmtime": _wasmtime_version(),
+        "package": __version__,  # covers what this package does to the compiler's output (strip_debug)
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -329,7 +362,8 @@ def compile_source(
     tool = None if lang == "wat" else toolchain(lang, rustc=rustc, asc=asc)
     identity = f"wat2wasm (wasmtime {_wasmtime_version()})" if tool is None else tool.identity()
     is_command = True if tool is None else tool.is_command(source)
-    key = cache_key(lang, source, flags, identity)
+    command = [] if tool is None else tool.command(Path(f"SOURCE{tool.suffix}"), Path("OUT.wasm"), flags, is_command)
+    key = cache_key(lang, source, flags, identity, command)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     stem = _SAFE.sub("_", name)[:40] or "guest"
     cached = cache / "guests" / f"{stem}-{lang}-{key[:32]}.wasm"
@@ -356,7 +390,7 @@ def _build(
 ) -> tuple[bytes, str]:
     with tempfile.TemporaryDirectory(prefix="wasinn-build-") as tmp:
         workdir = Path(tmp)
-        src = workdir / f"{stem}{tool.suffix}"
+        src = workdir / tool.source_name(stem)
         src.write_text(source)
         tool.prepare(workdir)
         out = workdir / f"{stem}.wasm"

@@ -33,9 +33,9 @@ from ..guests import (
     as_tensors,
     compile_source,
     compute,
+    convention_problem,
     driver_wat,
     normalize_lang,
-    supports_compute,
 )
 from ..host import Encoding, Guest, GuestError, GuestLimits, Host, Limits, Session, Target, WasiNNError
 from ..host.abi.witx import MODULE as WITX_MODULE
@@ -59,7 +59,8 @@ def _guest_parser() -> None:
     C builds with zig (`zig cc -target wasm32-wasi`, the ziglang package), Rust with a rustc that has the
     wasm32-wasi target, AssemblyScript with asc; `#include "wasi_nn.h"` (C) and `mod wasi_nn;` (Rust) are the
     bindings this package ships. Without a main the module is built as a reactor (a library of exports).
-    Compiled modules are cached by source, flags and toolchain (WasinnMagics.cache_dir).
+    Compiled modules are cached by source, flags, compiler command line and toolchain (WasinnMagics.cache_dir);
+    files that flags pull in (-I, -include) are not hashed: -f compiles again after changing them.
     """
 
 
@@ -190,7 +191,7 @@ class GuestEntry:
             kind="command" if "_start" in exports else "reactor",
             exports=exports,
             nn_imports=imports,
-            compute=supports_compute(exports),
+            compute=convention_problem(self.module) is None,
             cached_at=str(self.compiled.path) if self.compiled.path else None,
         )
 
@@ -257,10 +258,17 @@ class WasinnMagics(Magics):
         return GuestLimits(memory_bytes=self.memory_limit, deadline_s=self.deadline or None)
 
     def close(self) -> None:
-        """Drop every guest and the session (used by reset and by %unload_ext)."""
+        """Drop every guest, free the graphs and end the session (used by reset and by %unload_ext).
+
+        The models are freed and the epoch ticker ended right here, not when the Session is collected: something
+        (a traceback kept by IPython, a user's variable) may still hold the Session for a long time.
+        """
+        session, self._session = self._session, None
         self.guests.clear()
-        self._session = None
         self._driver = None
+        if session is not None:
+            session.host.registry.clear()
+            session.close()
 
     # -- the magic ------------------------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
  * path; elsewhere: `zig cc -target wasm32-wasi -I <this directory> guest.c`.
  *
  * Every function returns a wasi_nn_errno_t (0 is success); results go through the trailing out-pointer. The
- * numbers below are the witx numbers that wasmtime, WasmEdge and WAMR agree on, so a guest built with this
- * header runs on those hosts too.
+ * numbers below are the witx numbers wasmtime and WasmEdge use, so a guest built with this header runs on those
+ * hosts too. WAMR does not agree: its errnos, tensor types and encodings follow the later WIT numbering (errno 3
+ * is timeout, ggml is encoding 5 and autodetect 6, ...), so a guest for WAMR needs WAMR's own header.
  *
  * The lower half declares the wasinn-jupyter compute convention (`%%wasinn compute GRAPH --guest NAME`): a guest
  * that exports `wasinn_alloc` and `wasinn_compute` with the signatures below can be handed tensors from a notebook.
@@ -170,7 +171,8 @@ static inline uint32_t wasi_nn_type_size(wasi_nn_tensor_type_t t) {
  *
  * `%%wasinn compute GRAPH --guest NAME` calls, on guest NAME:
  *   1. ptr = wasinn_alloc(size): the host then writes, inside [ptr, ptr + size): a wasinn_result_t (zeroed), the
- *      graph name, `n_inputs` wasi_nn_tensor_t structs, their dims and their data (each 16-byte aligned).
+ *      graph name, `n_inputs` wasi_nn_tensor_t structs, their dims and their data, each at an offset from ptr
+ *      that is a multiple of 16. Return a 16-byte-aligned ptr (malloc does) for the data to be 16-byte aligned.
  *   2. errno = wasinn_compute(name, name_len, inputs, n_inputs, result): the guest runs the graph through the witx
  *      functions above (or anything it likes) and fills *result with its outputs. 0 means success; any other value
  *      is shown as a wasi-nn errno together with the host's last error message.
@@ -181,7 +183,8 @@ static inline uint32_t wasi_nn_type_size(wasi_nn_tensor_type_t t) {
  *
  * An output whose type is WASINN_TYPE_FROM_GRAPH carries only bytes (what get_output gives a guest): the host
  * takes its type and dims from what the graph produced for output i of execution context `result->ctx`. Set a
- * real witx type and dims instead when the guest makes its own outputs.
+ * real witx type and dims instead when the guest makes its own outputs. The host copies every output out, so
+ * together they may not hold more bytes than the guest's memory.
  */
 #define WASINN_TYPE_FROM_GRAPH 255
 

@@ -104,7 +104,7 @@ pub mod raw {
         pub fn get_output(ctx: u32, index: u32, buf: *mut u8, buf_max: u32, bytes_written: *mut u32) -> u32;
     }
 
-    /// WasmEdge-only; importing one makes the host answer an unknown name with 103 instead of 8.
+    // WasmEdge-only; importing one makes the host answer an unknown name with 103 instead of 8.
     #[link(wasm_import_module = "wasi_ephemeral_nn")]
     extern "C" {
         pub fn load_by_name_with_config(
