@@ -13,19 +13,6 @@ import pytest
 from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 
-# Says "spinning" on stdout, then never returns.
-SPIN_WAT = """
-(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "spinning\\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 9))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (loop $forever (br $forever))))
-"""
-
 # Writes "tick i", then waits for /sync/go<i> before the next: the test makes that file only once "tick i" has
 # reached it, so the guest finishes only if its output streams while it runs (after a minute it gives up).
 TICKER_C = r"""%%wasinn guest ticker --lang c
@@ -103,10 +90,10 @@ def text(messages: list[Message]) -> str:
     return "".join(c["text"] for _, kind, c in messages if kind == "stream")
 
 
-def test_the_interrupt_button_stops_a_runaway_guest(kernel: tuple[KernelManager, Any]) -> None:
+def test_the_interrupt_button_stops_a_runaway_guest(kernel: tuple[KernelManager, Any], sources: dict[str, str]) -> None:
     km, kc = kernel
     assert execute(kc, "%load_ext wasinn_jupyter")[0]["status"] == "ok"
-    assert execute(kc, "%%wasinn guest spin\n" + SPIN_WAT)[0]["status"] == "ok"
+    assert execute(kc, "%%wasinn guest spin\n" + sources["spin"])[0]["status"] == "ok"
     msg_id = kc.execute("%wasinn run spin")
     # ipykernel drops a SIGINT that comes before the cell runs: interrupt only once the guest says it spins
     started = iopub(kc, msg_id, lambda kind, c: kind == "stream" and "spinning" in c["text"], timeout=60)
@@ -153,12 +140,12 @@ def test_guest_output_streams_while_the_guest_runs(kernel: tuple[KernelManager, 
 
 
 def test_nbclient_interrupts_a_runaway_cell_and_the_notebook_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sources: dict[str, str]
 ) -> None:
     monkeypatch.setenv("WASINN_CACHE_DIR", str(tmp_path / "cache"))
     cells = [
         nbformat.v4.new_code_cell("%load_ext wasinn_jupyter"),
-        nbformat.v4.new_code_cell("%%wasinn guest spin\n" + SPIN_WAT),
+        nbformat.v4.new_code_cell("%%wasinn guest spin\n" + sources["spin"]),
         nbformat.v4.new_code_cell("%wasinn run spin", metadata={"timeout": 3}),
         nbformat.v4.new_code_cell("print('still here')\n%wasinn list"),
     ]
