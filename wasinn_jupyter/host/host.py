@@ -138,11 +138,11 @@ class Client:
                 ErrorCode.INVALID_ARGUMENT,
                 f"encoding {encoding.name.lower()} takes one builder (the TorchScript archive), got {len(builders)}",
             )
-        limit = self.host.limits.max_model_bytes
         device, _ = resolve(target, self.host.cpu_fallback)
         from .backends import torch as torch_backend
 
-        graph = torch_backend.load_bytes(bytes(builders[0]), device, f"<{len(builders[0])} bytes>", limit)
+        name = f"<{len(builders[0])} bytes>"
+        graph = torch_backend.load_bytes(bytes(builders[0]), device, name, self.host.limits.max_model_bytes)
         return self.graphs.insert(graph)
 
     def _load_by_name(self, name: str, config: str | None = None) -> int:
@@ -169,20 +169,20 @@ class Client:
         """Load a graph from bytes: a TorchScript archive (encoding pytorch or autodetect)."""
         enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
         tgt = target if isinstance(target, Target) else Target.parse(target)
-        return self.call("load", None, lambda: self._load(builders, enc, tgt), nbytes=sum(len(b) for b in builders))
+        return self.call("load", None, self._load, builders, enc, tgt, nbytes=sum(len(b) for b in builders))
 
     def load_by_name(self, name: str, config: str | None = None) -> int:
         """A handle to the graph registered as ``name``; ``config`` is WasmEdge's JSON text (checked, then unused)."""
-        return self.call("load_by_name", name, lambda: self._load_by_name(name, config))
+        return self.call("load_by_name", name, self._load_by_name, name, config)
 
     def unload(self, graph: int) -> None:
-        self.call("unload", None, lambda: self.graphs.remove(graph))
+        self.call("unload", None, self.graphs.remove, graph)
 
     def init_execution_context(self, graph: int) -> int:
-        return self.call("init_execution_context", None, lambda: self._init_execution_context(graph))
+        return self.call("init_execution_context", None, self._init_execution_context, graph)
 
     def finalize_execution_context(self, ctx: int) -> None:
-        self.call("finalize_execution_context", self.graph_name(ctx), lambda: self._finalize_execution_context(ctx))
+        self.call("finalize_execution_context", self.graph_name(ctx), self._finalize_execution_context, ctx)
 
     def set_input(self, ctx: int, index: int, tensor: Tensor) -> None:
         def go() -> None:

@@ -55,8 +55,6 @@ BY_WIT: dict[str, TensorType] = {t.wit: t for t in TENSOR_TYPES}
 _BY_TORCH: dict[str, TensorType] = {t.torch_name: t for t in TENSOR_TYPES}
 _BY_NUMPY: dict[np.dtype, TensorType] = {t.numpy: t for t in TENSOR_TYPES if t.name != "bf16"}
 
-F32 = BY_NAME["f32"]
-U8 = BY_NAME["u8"]
 
 # A guest may name at most this many dimensions; it bounds what a hostile dims_len can make the host read.
 MAX_RANK = 16

@@ -48,7 +48,6 @@ class Timeline:
         self._seq = itertools.count()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
-        self.origin_ns = time.perf_counter_ns()
 
     def record(
         self,

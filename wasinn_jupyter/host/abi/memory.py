@@ -24,7 +24,6 @@ _U32 = struct.Struct("<I")
 class GuestMemory:
     def __init__(self) -> None:
         self.memory: Any = None  # the guest's exported wasmtime Memory, set after instantiation
-        self._addr = -1
         self._size = -1
         self._bytes: np.ndarray = np.empty(0, np.uint8)
         self._view: memoryview = memoryview(b"")
@@ -46,7 +45,7 @@ class GuestMemory:
             raw = (ctypes.c_ubyte * size).from_address(addr)
             self._bytes = np.frombuffer(raw, dtype=np.uint8)
             self._view = memoryview(raw).cast("B")
-            self._addr, self._size = addr, size
+            self._size = size
 
     @property
     def size(self) -> int:
@@ -74,9 +73,6 @@ class GuestMemory:
     def unpack(self, fmt: struct.Struct, ptr: int, what: str) -> tuple[Any, ...]:
         ptr, _ = self._check(ptr, fmt.size, what)
         return fmt.unpack_from(self._view, ptr)
-
-    def read_u32(self, ptr: int, what: str) -> int:
-        return self.unpack(_U32, ptr, what)[0]
 
     def check_u32(self, ptr: int, what: str) -> None:
         """Fail now if an out-pointer is wild, before doing the work whose result it would receive."""
