@@ -4,16 +4,52 @@ from wasinn_jupyter.host import Session
 session = Session()
 session.host.register("echo", "echo")
 session.run("guest.wasm")
+
+Names are imported on first use (PEP 562), so that importing one submodule (the sandbox worker imports only the
+torch backend) does not load wasmtime and everything else.
 """
 
-from .backends.base import GraphInfo, TensorInfo
-from .encodings import Encoding, Target
-from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
-from .handles import Limits
-from .host import Client, Host
-from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
-from .tensors import TENSOR_TYPES, Tensor, TensorType
-from .timeline import CallRecord, Timeline
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backends.base import GraphInfo, TensorInfo
+    from .encodings import Encoding, Target
+    from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
+    from .handles import Limits
+    from .host import Client, Host
+    from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
+    from .tensors import TENSOR_TYPES, Tensor, TensorType
+    from .timeline import CallRecord, Timeline
+
+_WHERE = {
+    "GraphInfo": "backends.base",
+    "TensorInfo": "backends.base",
+    "Encoding": "encodings",
+    "Target": "encodings",
+    "Dialect": "errors",
+    "ErrorCode": "errors",
+    "UnknownGraphName": "errors",
+    "WasiNNError": "errors",
+    "Limits": "handles",
+    "Client": "host",
+    "Host": "host",
+    "Guest": "session",
+    "GuestError": "session",
+    "GuestExit": "session",
+    "GuestLimits": "session",
+    "GuestStopped": "session",
+    "GuestTrap": "session",
+    "Session": "session",
+    "WasiOptions": "session",
+    "TENSOR_TYPES": "tensors",
+    "Tensor": "tensors",
+    "TensorType": "tensors",
+    "CallRecord": "timeline",
+    "Timeline": "timeline",
+}
 
 __all__ = [
     "TENSOR_TYPES",
@@ -41,3 +77,16 @@ __all__ = [
     "WasiNNError",
     "WasiOptions",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
