@@ -113,7 +113,7 @@ def test_one_graph_shared_by_threads() -> None:
 
 
 def test_input_bytes_are_budgeted_per_guest() -> None:
-    host = Host(limits=Limits(max_input_bytes=1000))
+    host = Host(limits=Limits(max_guest_bytes=1000))
     host.register("echo", "echo")
     with host.client() as client:
         graph = client.load_by_name("echo")
@@ -122,8 +122,8 @@ def test_input_bytes_are_budgeted_per_guest() -> None:
         client.set_input(a, 0, Tensor.from_value(np.zeros(700, np.uint8)))  # replaces: 700 held
         with pytest.raises(WasiNNError) as err:
             client.set_input(b, 0, Tensor.from_value(np.zeros(301, np.uint8)))
-        assert err.value.code is ErrorCode.TOO_LARGE and "max_input_bytes" in err.value.message
+        assert err.value.code is ErrorCode.TOO_LARGE and "max_guest_bytes" in err.value.message
         client.finalize_execution_context(a)  # frees its 700
         client.set_input(b, 0, Tensor.from_value(np.zeros(1000, np.uint8)))
-        assert client.input_budget.used == 1000
-    assert client.input_budget.used == 0
+        assert client.budget.used == 1000
+    assert client.budget.used == 0

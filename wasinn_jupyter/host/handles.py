@@ -1,15 +1,18 @@
-"""What a guest holds: handle tables for its graphs and contexts, and a byte budget for its input tensors.
+"""What a guest holds: handle tables for its graphs and contexts, and the one memory budget for all of it.
 
 Handles count up from 0, as in wasmtime, and are never reused within one table, so a stale handle is an error and
-not a different object. Each table has a size limit, and the bytes a guest has handed over in inputs are counted
-against a budget: a guest that opens contexts or sets inputs and never frees them meets ``too_large`` instead of
-taking the host's memory.
+not a different object. Each table has a size limit, and every byte a guest makes the host hold is charged to one
+:class:`ByteBudget` per guest (``Limits.max_guest_bytes``): input tensors, output tensors (charged on their own
+even where they alias an input), the copy of ``load`` bytes while it is made, graphs loaded in-process from guest
+bytes, and what the sandbox worker running its models has grown by. A guest that goes past it meets ``too_large``
+instead of taking the host's memory.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import ErrorCode, fail
@@ -17,15 +20,45 @@ from .errors import ErrorCode, fail
 T = TypeVar("T")
 
 
+def default_guest_bytes() -> int:
+    """A quarter of the machine's memory, at most 4 GiB: one guest never takes the kernel's memory with it."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        physical = 16 << 30
+    return min(4 << 30, physical // 4)
+
+
+GUEST_MODEL_MODES = ("sandbox", "in-process", "off")
+
+
 @dataclass
 class Limits:
-    """Bounds on what one guest can make the host hold. Defaults suit a notebook; the CLI and magics expose them."""
+    """Bounds on what one guest can make the host hold. Defaults suit a notebook; the CLI and magics expose them.
+
+    ``guest_models`` says what happens to model bytes a guest hands to ``load`` (TorchScript is code): ``"sandbox"``
+    (the default) loads and runs them in a confined worker process; ``"in-process"`` runs them in the host, for
+    guests as trusted as the user; ``"off"`` refuses them (``load_by_name`` only). True and False mean ``"sandbox"``
+    and ``"off"``.
+    """
 
     max_graphs: int = 1024  # open graph handles per guest
     max_contexts: int = 4096  # open execution contexts per guest
     max_model_bytes: int = 2 << 30  # a model from guest bytes or a file, unpacked
-    max_input_bytes: int = 4 << 30  # input tensors held for one guest, over all its contexts
-    guest_models: bool = True  # may guests hand over model bytes (`load`)? TorchScript from guests is code
+    max_guest_bytes: int = field(default_factory=default_guest_bytes)  # everything a guest makes the host hold
+    guest_models: str | bool = "sandbox"
+    sandbox_load_s: float = 60.0  # one `load` in the sandbox worker
+    sandbox_compute_s: float | None = 600.0  # one compute of a guest-supplied graph; None: until the guest stops
+
+    def __post_init__(self) -> None:
+        self.guest_models = self.guest_model_mode()
+
+    def guest_model_mode(self) -> str:
+        """``guest_models`` as one of :data:`GUEST_MODEL_MODES` (it may have been set to a bool after creation)."""
+        mode = {True: "sandbox", False: "off"}.get(self.guest_models, self.guest_models)  # type: ignore[call-overload]
+        if mode not in GUEST_MODEL_MODES:
+            raise ValueError(f"guest_models must be one of {', '.join(GUEST_MODEL_MODES)}, not {mode!r}")
+        return str(mode)
 
 
 U32_MAX = 0xFFFFFFFF
@@ -84,7 +117,7 @@ class HandleTable(Generic[T]):
 
 
 class ByteBudget:
-    """Bytes held on a guest's behalf, with a ceiling (shared by all of one guest's contexts)."""
+    """Bytes held on a guest's behalf, with a ceiling (shared by all of one guest's contexts, graphs and workers)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -94,8 +127,8 @@ class ByteBudget:
         if self.used + delta > self.limit:
             fail(
                 ErrorCode.TOO_LARGE,
-                f"inputs held for this guest would reach {self.used + delta} bytes, over the limit of {self.limit} "
-                "(max_input_bytes); finalize contexts you no longer need",
+                f"memory held for this guest would reach {self.used + delta} bytes, over its budget of {self.limit} "
+                "(max_guest_bytes); finalize contexts and unload graphs you no longer need",
             )
 
     def charge(self, delta: int) -> None:

@@ -22,6 +22,7 @@ from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, fail
 from .handles import ByteBudget, HandleTable, Limits
 from .registry import Registry, check_encoding
+from .sandbox.remote import Buffer, SandboxProcess
 from .tensors import Tensor
 from .timeline import Timeline
 
@@ -98,9 +99,14 @@ class Client:
         self.label = label
         self.graphs: HandleTable[Graph] = HandleTable("graph", host.limits.max_graphs)
         self.contexts: HandleTable[ExecutionContext] = HandleTable("execution context", host.limits.max_contexts)
-        self.input_budget = ByteBudget(host.limits.max_input_bytes)
+        self.budget = ByteBudget(host.limits.max_guest_bytes)
         self.last_error: str | None = None
+        # Set by the guest that owns this client: its stop reason (interrupted, past its deadline) or None, so a
+        # call blocked on a sandbox worker can be cut short.
+        self.stop_check: Callable[[], str | None] | None = None
         self._record = host.timeline.record
+        self._sandboxes: dict[str, SandboxProcess] = {}  # device -> this guest's worker for its `load` models
+        self._graph_bytes: dict[int, int] = {}  # handle -> bytes charged for a graph loaded in-process
 
     def call(self, call: str, graph: str | None, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
         """Run ``fn(*args)`` as one wasi-nn call: time it, record it, keep its error message. ABI layers enter here."""
@@ -128,22 +134,64 @@ class Client:
 
     # -- the operations, unrecorded: the public methods below and the ABI layers wrap them in call() -----------
 
-    def _load(self, builders: Sequence[bytes], encoding: Encoding, target: Target) -> int:
-        if not self.host.limits.guest_models:
+    def _load(self, builders: Sequence[Buffer], encoding: Encoding, target: Target) -> int:
+        """Load guest bytes: code, so by default in this guest's sandbox worker (see :mod:`.sandbox`).
+
+        ``builders`` may be views of guest memory: the one copy the host makes is charged to the budget first.
+        """
+        limits = self.host.limits
+        mode = limits.guest_model_mode()
+        if mode == "off":
             fail(ErrorCode.UNSUPPORTED_OPERATION, "this host loads no models from guest bytes; use load_by_name")
         check_encoding(encoding)
-        check_model_size(sum(len(b) for b in builders), self.host.limits.max_model_bytes)
+        check_model_size(sum(len(b) for b in builders), limits.max_model_bytes)
         if len(builders) != 1:
             fail(
                 ErrorCode.INVALID_ARGUMENT,
                 f"encoding {encoding.name.lower()} takes one builder (the TorchScript archive), got {len(builders)}",
             )
         device, _ = resolve(target, self.host.cpu_fallback)
-        from .backends import torch as torch_backend
+        size = len(builders[0])
+        name = f"<{size} bytes>"
+        self.budget.charge(size)  # the copy made below, held while it loads
+        try:
+            if mode == "sandbox":
+                graph: Graph = self._sandbox(device).load(builders[0], name, limits)
+            else:
+                from .backends import torch as torch_backend
 
-        name = f"<{len(builders[0])} bytes>"
-        graph = torch_backend.load_bytes(bytes(builders[0]), device, name, self.host.limits.max_model_bytes)
-        return self.graphs.insert(graph)
+                graph = torch_backend.load_bytes(bytes(builders[0]), device, name, limits.max_model_bytes)
+        except BaseException:
+            self.budget.charge(-size)
+            raise
+        if mode == "sandbox":
+            self.budget.charge(-size)  # the worker holds the graph now, and charges what it grows by
+            size = 0
+        try:
+            handle = self.graphs.insert(graph)
+        except WasiNNError:
+            self.budget.charge(-size)
+            graph.free()
+            raise
+        if size:
+            self._graph_bytes[handle] = size
+        return handle
+
+    def _sandbox(self, device: str) -> SandboxProcess:
+        """This guest's worker for ``device``, started on first use or after the last one died."""
+        process = self._sandboxes.get(device)
+        if process is None or not process.alive:
+            process = self._sandboxes[device] = SandboxProcess(
+                self.budget, self.host.limits.max_guest_bytes, device, stop_check=self._stop_reason
+            )
+        return process
+
+    def _stop_reason(self) -> str | None:
+        return self.stop_check() if self.stop_check is not None else None
+
+    def _unload(self, graph: int) -> None:
+        self.graphs.remove(graph).free()
+        self.budget.charge(-self._graph_bytes.pop(graph, 0))
 
     def _load_by_name(self, name: str, config: str | None = None) -> int:
         if config is not None:
@@ -151,6 +199,8 @@ class Client:
                 parsed = json.loads(config) if config.strip() else {}
             except ValueError as exc:
                 fail(ErrorCode.INVALID_ARGUMENT, f"load_by_name_with_config: config is not JSON: {exc}")
+            except RecursionError:
+                fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config is nested too deeply")
             if not isinstance(parsed, dict):
                 fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config must be a JSON object")
             if parsed:
@@ -158,7 +208,7 @@ class Client:
         return self.graphs.insert(self.host.registry.get(name).graph)
 
     def _init_execution_context(self, graph: int) -> int:
-        return self.contexts.insert(self.graphs.get(graph).init_execution_context(self.input_budget))
+        return self.contexts.insert(self.graphs.get(graph).init_execution_context(self.budget))
 
     def _finalize_execution_context(self, ctx: int) -> None:
         self.contexts.remove(ctx).close()
@@ -176,7 +226,7 @@ class Client:
         return self.call("load_by_name", name, self._load_by_name, name, config)
 
     def unload(self, graph: int) -> None:
-        self.call("unload", None, self.graphs.remove, graph)
+        self.call("unload", None, self._unload, graph)
 
     def init_execution_context(self, graph: int) -> int:
         return self.call("init_execution_context", None, self._init_execution_context, graph)
@@ -214,10 +264,15 @@ class Client:
         return list(entry.outputs), entry.output_names
 
     def close(self) -> None:
-        """Free every handle this guest still holds."""
+        """Free every handle this guest still holds, and end its sandbox workers."""
         for ctx in self.contexts.clear():
             ctx.close()
         self.graphs.clear()
+        for process in self._sandboxes.values():
+            process.kill()
+        self._sandboxes.clear()
+        self.budget.charge(-sum(self._graph_bytes.values()))
+        self._graph_bytes.clear()
 
     def __enter__(self) -> Client:
         return self

@@ -244,7 +244,7 @@ def test_two_guests_do_not_share_handles(make_abi) -> None:
 
 def test_a_guest_cannot_make_the_host_hold_unbounded_input_bytes(abi) -> None:
     """The same 64 KiB of guest memory handed over again and again, in ever new contexts, meets the budget."""
-    abi.guest.client.input_budget.limit = 1 << 20
+    abi.guest.client.budget.limit = 1 << 20
     ctx = abi.open_echo()
     data = bytes(65536)
     abi.tensor(1024, [65536], 3, data)
@@ -253,7 +253,7 @@ def test_a_guest_cannot_make_the_host_hold_unbounded_input_bytes(abi) -> None:
         assert abi.call("init_execution_context", abi.u32(64), 68) == 0
         results.append(abi.call("set_input", abi.u32(68), 0, 1024))
     assert results[:16] == [0] * 16 and set(results[16:]) == {TOO_LARGE}
-    assert abi.guest.client.input_budget.used == 1 << 20
+    assert abi.guest.client.budget.used == 1 << 20
     assert abi.call("set_input", ctx, 0, abi.tensor(1024, [1], 3, b"x")) == TOO_LARGE  # still full
 
 

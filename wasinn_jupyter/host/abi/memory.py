@@ -14,6 +14,7 @@ import struct
 from typing import Any
 
 import numpy as np
+from wasmtime import Memory
 
 from ..errors import ErrorCode, fail
 
@@ -36,8 +37,9 @@ class GuestMemory:
         memory = self.memory
         if memory is None:
             memory = caller.get("memory")
-            if memory is None:
-                fail(ErrorCode.MISSING_MEMORY, "the guest exports no memory named 'memory'")
+            if not isinstance(memory, Memory):
+                what = "nothing" if memory is None else f"a {type(memory).__name__.lower()}, not a memory"
+                fail(ErrorCode.MISSING_MEMORY, f"the guest exports {what} named 'memory'")
             self.memory = memory
         size = memory.data_len(caller)
         if size != self._size:  # memory only moves when it grows, and growing changes its size

@@ -131,7 +131,8 @@ class WitxBinding:
         for i, (ptr, length) in enumerate(spans):  # bounds before size: a builder outside memory is a wild pointer
             m.span(ptr, length, f"load: graph builder {i}")
         check_model_size(sum(length for _, length in spans), self.client.host.limits.max_model_bytes)
-        builders = [m.read_bytes(ptr, length, f"load: graph builder {i}") for i, (ptr, length) in enumerate(spans)]
+        # views of guest memory, valid during this call: the client charges and makes the one copy it keeps
+        builders = [m.span(ptr, length, f"load: graph builder {i}") for i, (ptr, length) in enumerate(spans)]
         handle = self.client._load(builders, enc, tgt)
         m.write_u32(out_graph, handle, "load: graph out-pointer")
 
@@ -188,7 +189,9 @@ class WitxBinding:
         tensor = self.client.contexts.get(ctx & 0xFFFFFFFF).get_output(index & 0xFFFFFFFF)
         nbytes = tensor.nbytes
         if nbytes > out_max & 0xFFFFFFFF:
-            m.write_u32(out_written, nbytes, "get_output: bytes-written out-pointer")
+            # the size needed, saturated: an output of 4 GiB or more can never fit, and a guest that retries with
+            # bytes_written as its buffer size must not be told 0
+            m.write_u32(out_written, min(nbytes, 0xFFFFFFFF), "get_output: bytes-written out-pointer")
             fail(
                 ErrorCode.TOO_LARGE,
                 f"get_output: output {index} is {nbytes} bytes, the buffer {out_max & 0xFFFFFFFF}; "
@@ -198,7 +201,7 @@ class WitxBinding:
         m.write_u32(out_written, nbytes, "get_output: bytes-written out-pointer")
 
     def unload(self, graph: int) -> None:
-        self.client.graphs.remove(graph & 0xFFFFFFFF)
+        self.client._unload(graph & 0xFFFFFFFF)
 
     def finalize_execution_context(self, ctx: int) -> None:
         self.client._finalize_execution_context(ctx & 0xFFFFFFFF)

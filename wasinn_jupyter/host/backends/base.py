@@ -66,6 +66,9 @@ class Graph(ABC):
     def init_execution_context(self, budget: ByteBudget | None = None) -> ExecutionContext:
         return ExecutionContext(self, budget)
 
+    def free(self) -> None:  # noqa: B027 - optional: most graphs hold nothing outside themselves
+        """The guest that loaded this graph let go of it (a sandboxed graph tells its worker; others do nothing)."""
+
 
 def release_cuda_cache() -> None:
     """After a CUDA out-of-memory error, hand the allocator's cached blocks back so the device stays usable."""
@@ -83,6 +86,7 @@ class ExecutionContext:
         self.inputs: dict[int, Tensor] = {}
         self.outputs: list[Tensor] | None = None
         self.output_names: list[str] | None = None
+        self._output_bytes = 0  # charged on their own: an output may alias an input that is replaced later
         self._busy = threading.Lock()
 
     def admit(self, index: int, nbytes: int) -> None:
@@ -126,10 +130,13 @@ class ExecutionContext:
             raise WasiNNError(ErrorCode.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._busy.release()
-        if isinstance(result, dict):
-            self.output_names, self.outputs = list(result), list(result.values())
-        else:
-            self.output_names, self.outputs = None, list(result)
+        self._drop_outputs()
+        outputs = list(result.values()) if isinstance(result, dict) else list(result)
+        nbytes = sum(t.nbytes for t in outputs)
+        self.budget.charge(nbytes)  # too_large: the outputs are dropped with ``result``
+        self._output_bytes = nbytes
+        self.output_names = list(result) if isinstance(result, dict) else None
+        self.outputs = outputs
 
     def get_output(self, index: int) -> Tensor:
         if self.outputs is None:
@@ -169,6 +176,11 @@ class ExecutionContext:
         self.budget.charge(-sum(t.nbytes for t in self.inputs.values()))
         self.inputs.clear()
 
+    def _drop_outputs(self) -> None:
+        self.budget.charge(-self._output_bytes)
+        self._output_bytes = 0
+        self.outputs = self.output_names = None
+
     def close(self) -> None:
         self._drop_inputs()
-        self.outputs = None
+        self._drop_outputs()

@@ -22,6 +22,7 @@ import ctypes
 import os
 import platform
 import resource
+import signal
 import struct
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ _libc.prctl.restype = ctypes.c_int
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 PR_SET_DUMPABLE = 4
+PR_SET_PDEATHSIG = 1
 SECCOMP_MODE_FILTER = 2
 EPERM = 1
 ENOSYS = 38
@@ -171,8 +173,10 @@ def _landlock(confinement: Confinement) -> None:
             raise ConfineError(ctypes.get_errno(), "landlock_restrict_self failed")
     finally:
         os.close(ruleset)
-    confinement.landlock = f"ABI {abi}: no filesystem rights" + (", no TCP" if net else "") + (
-        ", signals and abstract sockets scoped" if scoped else ""
+    confinement.landlock = (
+        f"ABI {abi}: no filesystem rights"
+        + (", no TCP" if net else "")
+        + (", signals and abstract sockets scoped" if scoped else "")
     )
 
 
@@ -236,6 +240,13 @@ def _seccomp(confinement: Confinement) -> None:
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         raise ConfineError(ctypes.get_errno(), "seccomp filter could not be installed")
     confinement.seccomp = f"{machine}: {len(program) // 8} instructions, paths/sockets/processes denied"
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the host dies (a worker must never outlive its kernel)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the host died before the line above
+        os._exit(1)
 
 
 def confine(memory_bytes: int) -> Confinement:

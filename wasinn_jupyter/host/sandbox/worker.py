@@ -1,0 +1,156 @@
+"""The sandbox worker: loads and runs the TorchScript a guest handed to ``load``, confined, in its own process.
+
+Started by :class:`~wasinn_jupyter.host.sandbox.remote.Worker` as ``python -m wasinn_jupyter.host.sandbox.worker
+FD BUDGET DEVICE PARENT_PID``. It imports torch, runs a small TorchScript model once (so that what torch loads lazily is
+loaded while files can still be opened), confines itself for good (:mod:`.confine`), says it is ready, and then
+serves requests until the host closes the socket. It never writes to stdout or stderr (both are /dev/null) and
+never unpickles what the host sends.
+
+Requests (``op``): ``load`` (fd: the archive) → input names and info; ``run`` (fd: the inputs) → output
+descriptors, then ``outputs`` (fd: shared memory the host sized) or ``drop``; ``free``. Every reply carries
+``data``: how many bytes this process's data segment has grown since it was ready, which the host charges to the
+guest's budget.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import sys
+from typing import Any
+
+from ..errors import ErrorCode, fail
+from ..tensors import Tensor
+from . import protocol
+from .confine import confine, die_with_parent
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class Worker:
+    def __init__(self, sock: socket.socket, budget: int, device: str) -> None:
+        self.sock = sock
+        self.budget = budget
+        self.device = device
+        self.graphs: dict[int, Any] = {}
+        self.pending: list[Tensor] | None = None
+        self._statm = os.open("/proc/self/statm", os.O_RDONLY)  # opened before confinement: read later by fd
+        self._base = 0
+
+    def data_bytes(self) -> int:
+        fields = os.pread(self._statm, 256, 0).split()
+        return int(fields[5]) * PAGE  # "data": data + stack pages, what RLIMIT_DATA counts
+
+    def warm_up(self) -> None:
+        import torch
+
+        from ..backends import torch as torch_backend
+
+        module = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.ReLU()))
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+        graph = torch_backend.load_bytes(buffer.getvalue(), self.device, "warm-up", 1 << 20)
+        graph.run([Tensor.from_value(torch.zeros(1, 1, 2, 2))])
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def serve(self) -> None:
+        self._base = self.data_bytes()
+        while True:
+            try:
+                message, fds = protocol.recv(self.sock)
+            except EOFError:
+                return
+            try:
+                reply = self.handle(message, fds)
+            except BaseException as exc:  # noqa: BLE001 - every failure is an answer, the loop goes on
+                self.pending = None
+                reply = protocol.error_reply(exc)
+            finally:
+                for fd in fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            reply["data"] = max(0, self.data_bytes() - self._base)
+            protocol.send(self.sock, reply)
+
+    def handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        op = message.get("op")
+        if op == "load":
+            return self.load(message, fds)
+        if op == "run":
+            return self.run(message, fds)
+        if op == "outputs":
+            return self.outputs(message, fds)
+        if op == "drop":
+            self.pending = None
+            return {"ok": True}
+        if op == "free":
+            self.graphs.pop(message.get("graph"), None)  # type: ignore[arg-type]
+            return {"ok": True}
+        raise protocol.ProtocolError(f"unknown request {op!r}")
+
+    def load(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        from ..backends import torch as torch_backend
+
+        size = message["size"]
+        mm = protocol.map_fd(fds.pop(), size, writable=False) if fds else None
+        data = mm[:] if mm is not None else b""
+        graph = torch_backend.load_bytes(data, self.device, str(message["name"]), int(message["max_bytes"]))
+        del data
+        self.graphs[message["graph"]] = graph
+        info = graph.info()
+        return {
+            "ok": True,
+            "inputs": graph.input_names(),
+            "parameters": info.parameters,
+            "dtypes": info.dtypes,
+        }
+
+    def run(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        graph = self.graphs.get(message["graph"])
+        if graph is None:
+            fail(ErrorCode.INVALID_ARGUMENT, "this graph was freed")
+        size = message["size"]
+        mm = protocol.map_fd(fds.pop(), size, writable=False) if size else None
+        inputs = protocol.unpack(mm, message["inputs"], size)
+        result = graph.run(inputs)
+        names = list(result) if isinstance(result, dict) else None
+        outputs = list(result.values()) if isinstance(result, dict) else list(result)
+        descs, total = protocol.layout(outputs)
+        self.pending = outputs
+        return {"ok": True, "outputs": descs, "names": names, "size": total}
+
+    def outputs(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        outputs, self.pending = self.pending, None
+        if outputs is None:
+            fail(ErrorCode.INVALID_ARGUMENT, "no outputs are pending")
+        descs, size = protocol.layout(outputs)
+        mm = protocol.map_fd(fds.pop(), size, writable=True) if size else None
+        protocol.write(mm, outputs, descs)
+        if mm is not None:
+            mm.close()
+        return {"ok": True}
+
+
+def main(argv: list[str]) -> int:
+    fd, budget, device, parent = int(argv[0]), int(argv[1]), argv[2], int(argv[3])
+    die_with_parent(parent)
+    sock = socket.socket(fileno=fd)
+    try:
+        worker = Worker(sock, budget, device)
+        worker.warm_up()
+        confinement = confine(budget)
+    except BaseException as exc:  # noqa: BLE001 - told to the host, which refuses guest models then
+        protocol.send(sock, {"ok": False, "code": ErrorCode.UNSUPPORTED_OPERATION.value, "message": protocol.text(
+            f"the sandbox for guest models could not start: {type(exc).__name__}: {exc}")})  # fmt: skip
+        return 1
+    protocol.send(sock, {"ok": True, "pid": os.getpid(), "confinement": confinement.describe()})
+    worker.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
