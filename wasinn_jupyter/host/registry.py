@@ -79,7 +79,11 @@ class Registry:
         from .backends import torch as torch_backend
 
         if isinstance(source, (str, Path)):
-            return torch_backend.load_path(self.check_path(Path(source)), device, name, self.limits.max_model_bytes)
+            # the file it names (a directory's model.pt), resolved through symlinks, is what must lie inside the
+            # allowed directories; its suffix as named decides the loader
+            named = torch_backend.model_file(Path(source).expanduser())
+            path = self.check_path(named)
+            return torch_backend.load_path(path, device, name, self.limits.max_model_bytes, suffix=named.suffix)
         return torch_backend.from_object(source, device, name)
 
     def check_path(self, path: Path) -> Path:

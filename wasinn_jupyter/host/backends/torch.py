@@ -1,9 +1,11 @@
 """The PyTorch backend: TorchScript, torch.export programs and live ``nn.Module`` objects.
 
 Loading rules, from the threat model: bytes that come from a guest are only ever read by the TorchScript loader
-(its archive holds code for the TorchScript interpreter, not Python pickles of arbitrary objects). torch.export
-archives (.pt2) are unpickled by ``torch.export.load``, so they load only from files the user names, never from
-guest bytes. Plain ``torch.save`` pickles are refused everywhere.
+(its archive holds code for the TorchScript interpreter, not Python pickles of arbitrary objects), and only inside
+the sandbox worker. torch.export archives (.pt2) are unpickled by ``torch.export.load``, so they load only from a
+file the user names with the ``.pt2`` suffix: never from guest bytes, never from a file named ``.pt`` (which is
+only ever read as TorchScript), never found implicitly in a directory (which offers ``model.pt`` only). Plain
+``torch.save`` pickles are refused everywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import copy
 import inspect
 import io
 import os
+import struct
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +32,35 @@ EXPORT = "torch.export"
 PICKLE = "torch.save pickle"
 
 
+# A TorchScript archive holds tens to a few thousand entries; parsing the directory of millions costs gigabytes.
+MAX_ENTRIES = 65536
+_EOCD = struct.Struct("<4s4H2IH")  # end of central directory: signature, disk numbers, entry counts, size, offset
+_EOCD64 = struct.Struct("<4sQ2H2I4Q")
+
+
+def _declared_entries(head: bytes) -> int:
+    """The entry count a zip's end records declare (its tail is ``head``): read before any directory is parsed."""
+    at = head.rfind(b"PK\x05\x06")
+    if at < 0 or len(head) - at < _EOCD.size:
+        return 0  # not a zip: zipfile says so with its own message
+    count = _EOCD.unpack_from(head, at)[4]
+    z64 = head.rfind(b"PK\x06\x06", 0, at)
+    if count == 0xFFFF and z64 >= 0 and at - z64 >= _EOCD64.size:
+        count = _EOCD64.unpack_from(head, z64)[7]
+    return count
+
+
 def archive_kind(source: bytes | Path, max_bytes: int) -> str:
     """Which kind of PyTorch archive ``source`` is, after checking that it unpacks within ``max_bytes``."""
+    if isinstance(source, bytes):
+        tail = source[-(1 << 16) - 100 :]
+    else:
+        with open(source, "rb") as f:
+            f.seek(max(0, os.path.getsize(source) - (1 << 16) - 100))
+            tail = f.read()
+    entries = _declared_entries(tail)
+    if entries > MAX_ENTRIES:
+        fail(ErrorCode.TOO_LARGE, f"archive declares {entries} entries, over the limit of {MAX_ENTRIES}")
     try:
         with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
             infos = zf.infolist()
@@ -80,21 +110,42 @@ def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGrap
     return TorchGraph(name, module, device, kind=TORCHSCRIPT, source=f"{len(data)} bytes from the guest")
 
 
-def load_path(path: Path, device: str, name: str, max_bytes: int) -> TorchGraph:
-    """A graph from a host file: .pt (TorchScript), .pt2 (torch.export), or a directory holding model.pt[2]."""
+def model_file(path: Path) -> Path:
+    """The file a model path names: itself, or ``model.pt`` in a directory (wasmtime's ``nn-graph`` layout).
+
+    Only TorchScript is looked for: a torch.export program is unpickled when loaded, so it must be named.
+    """
     if path.is_dir():
-        for candidate in ("model.pt", "model.pt2"):
-            if (path / candidate).is_file():
-                return load_path(path / candidate, device, name, max_bytes)
-        fail(ErrorCode.NOT_FOUND, f"directory {path} holds no model.pt or model.pt2")
+        if (path / "model.pt").is_file():
+            return path / "model.pt"
+        hint = " (a model.pt2 there loads only when named: it is unpickled)" if (path / "model.pt2").exists() else ""
+        fail(ErrorCode.NOT_FOUND, f"directory {path} holds no model.pt{hint}")
     if not path.is_file():
         fail(ErrorCode.NOT_FOUND, f"model file {path} does not exist")
+    return path
+
+
+def load_path(path: Path, device: str, name: str, max_bytes: int, suffix: str | None = None) -> TorchGraph:
+    """A graph from a host file (:func:`model_file`): ``.pt2`` is torch.export; anything else only TorchScript.
+
+    ``suffix`` is that of the name the user gave, where ``path`` is what it resolved to: a link named ``.pt``
+    that leads to a ``.pt2`` file is still only read as TorchScript.
+    """
+    suffix = path.suffix if suffix is None else suffix
     size = os.path.getsize(path)
     if size > max_bytes:
         fail(ErrorCode.TOO_LARGE, f"model file {path} is {size} bytes, over the limit of {max_bytes}")
     kind = archive_kind(path, max_bytes)
     if kind == PICKLE:
         _refuse_pickle(str(path))
+    if kind == EXPORT and suffix != ".pt2":
+        fail(
+            ErrorCode.INVALID_ENCODING,
+            f"{path} is a torch.export program named {suffix or 'without a suffix'}; it loads only from a "
+            "file named .pt2 (torch.export.load unpickles, so it is never read from a TorchScript name)",
+        )
+    if kind == TORCHSCRIPT and suffix == ".pt2":
+        fail(ErrorCode.INVALID_ENCODING, f"{path} is named .pt2 but holds TorchScript: name it .pt")
     import torch
 
     try:
