@@ -70,6 +70,11 @@ class Graph(ABC):
         """The guest that loaded this graph let go of it (a sandboxed graph tells its worker; others do nothing)."""
 
 
+def out_of_host_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed host allocation (torch's CPU allocator words it so; a budget's rlimit does it)."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+
+
 def release_cuda_cache() -> None:
     """After a CUDA out-of-memory error, hand the allocator's cached blocks back so the device stays usable."""
     import torch

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, WasiNNError, fail
 from ..tensors import Tensor, type_of_torch
-from .base import Graph, GraphInfo, TensorInfo
+from .base import Graph, GraphInfo, TensorInfo, out_of_host_memory
 
 if TYPE_CHECKING:
     import torch
@@ -106,6 +106,8 @@ def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGrap
     try:
         module = torch.jit.load(io.BytesIO(data), map_location=device)
     except Exception as exc:
+        if out_of_host_memory(exc):
+            raise WasiNNError(ErrorCode.TOO_LARGE, f"loading the archive ran out of memory: {exc}") from exc
         raise WasiNNError(ErrorCode.INVALID_ENCODING, f"TorchScript archive could not be loaded: {exc}") from exc
     return TorchGraph(name, module, device, kind=TORCHSCRIPT, source=f"{len(data)} bytes from the guest")
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.base import out_of_host_memory
 from ..errors import ErrorCode, WasiNNError
 from ..tensors import BY_NAME, MAX_RANK, Tensor, element_count
 
@@ -165,7 +166,7 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, WasiNNError):
         return {"ok": False, "code": exc.code.value, "message": text(exc.message)}
     message = text(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, MemoryError) or "can't allocate memory" in message:
+    if out_of_host_memory(exc):
         return {
             "ok": False,
             "code": ErrorCode.TOO_LARGE.value,

@@ -43,6 +43,10 @@ class Worker:
         return int(fields[5]) * PAGE  # "data": data + stack pages, what RLIMIT_DATA counts
 
     def warm_up(self) -> None:
+        """Load now what serving loads lazily: once confined, the worker cannot open a module file."""
+        import encodings.cp437  # noqa: F401 - zipfile decodes legacy entry names with it
+        import zlib  # noqa: F401 - deflated entries
+
         import torch
 
         from ..backends import torch as torch_backend
