@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from wasinn_jupyter.host import Host
-from wasinn_jupyter.host.abi.witx import SIGNATURES, WASMEDGE_ONLY
+from wasinn_jupyter.host.abi.witx import MODULE, SIGNATURES, WASMEDGE_ONLY
 from wasinn_jupyter.host.errors import Dialect, ErrorCode
 from wasinn_jupyter.host.tensors import TENSOR_TYPES
 
@@ -278,3 +278,42 @@ def test_a_host_bug_is_runtime_error_not_a_crash(host, make_abi) -> None:
     assert "internal error in set_input: AttributeError: oops" in abi.guest.client.last_error
     assert host.timeline.records()[-1].outcome == ErrorCode.RUNTIME_ERROR.value
     assert roundtrip(abi, abi.open_echo(), [2], 3, b"ok") == b"ok"
+
+
+@pytest.mark.parametrize("export", ['(func (export "memory"))', '(global (export "memory") i32 (i32.const 0))'])
+def test_a_memory_export_that_is_not_a_memory_is_missing_memory(session, export) -> None:
+    wat = f"""(module
+      (import "{MODULE}" "load_by_name" (func $lbn (param i32 i32 i32) (result i32)))
+      {export}
+      (func (export "go") (result i32) (call $lbn (i32.const 0) (i32.const 4) (i32.const 8))))"""
+    guest = session.instantiate(session.compile(wat))
+    assert guest.call("go", watch=False) == 3  # missing_memory, not runtime_error
+    assert "not a memory" in guest.client.last_error
+
+
+def test_an_output_of_4_gib_or_more_saturates_bytes_written(host, make_abi) -> None:
+    """A guest that retries with bytes_written as its buffer size must learn the output can never fit."""
+    from wasinn_jupyter.host.backends.echo import EchoGraph
+    from wasinn_jupyter.host.tensors import BY_NAME, Tensor
+
+    class Huge(EchoGraph):
+        def run(self, inputs):  # a 5 GiB output, described but never materialised: get_output refuses first
+            return [Tensor((5 << 30,), BY_NAME["u8"], np.empty(0, np.uint8))]
+
+    host.register("huge", Huge("huge"))
+    abi = make_abi()
+    abi.guest.client.budget.limit = 1 << 40
+    ctx = abi.open_echo("huge")
+    assert abi.call("set_input", ctx, 0, abi.tensor(1024, [1], 3, b"x")) == 0
+    assert abi.call("compute", ctx) == 0
+    assert abi.call("get_output", ctx, 0, OUT, 8192, WRITTEN) == TOO_LARGE
+    assert abi.u32(WRITTEN) == 0xFFFFFFFF
+
+
+def test_a_deeply_nested_config_is_invalid_argument(abi) -> None:
+    ptr, length = abi.name(0, "echo")
+    config = b"[" * 100_000 + b"]" * 100_000
+    abi.guest.call("grow", 4, watch=False)
+    abi.write(65536, config)
+    assert abi.call("load_by_name_with_config", ptr, length, 65536, len(config), 64) == INVALID_ARGUMENT
+    assert "nested" in abi.guest.client.last_error

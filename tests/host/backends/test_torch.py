@@ -257,3 +257,49 @@ def test_empty_input_from_a_guest_reaches_the_model(host, make_abi, model) -> No
     assert abi.call("set_input", ctx, 0, abi.tensor(1024, [0, 4], 1, b"")) == 0
     assert abi.call("compute", ctx) == 0, abi.guest.client.last_error
     assert abi.call("get_output", ctx, 0, 4096, 64, 60) == 0 and abi.u32(60) == 0
+
+
+def test_model_dir_confinement_follows_a_symlinked_model_file(tmp_path, model) -> None:
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "graph").mkdir(parents=True)
+    outside.mkdir()
+    torch.jit.save(torch.jit.script(model), outside / "model.pt")
+    (allowed / "graph" / "model.pt").symlink_to(outside / "model.pt")
+    host = Host(model_dirs=[allowed])
+    with pytest.raises(WasiNNError) as err:
+        host.register("escape", allowed / "graph")  # the directory is inside; the file it offers is not
+    assert err.value.code is ErrorCode.SECURITY and str(outside) in err.value.message
+    (allowed / "graph" / "model.pt").unlink()
+    torch.jit.save(torch.jit.script(model), allowed / "graph" / "model.pt")
+    assert host.register("inside", allowed / "graph").kind == "torchscript"
+
+
+def test_a_torch_export_archive_named_pt_is_never_unpickled(tmp_path, model, monkeypatch) -> None:
+    x = torch.rand(3, 4)
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "model.pt2")
+    (tmp_path / "renamed").mkdir()
+    (tmp_path / "model.pt2").rename(tmp_path / "renamed" / "model.pt")
+    (tmp_path / "only-pt2").mkdir()
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "only-pt2" / "model.pt2")
+    unpickled = []
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: unpickled.append(a))
+    host = Host()
+    for source in (tmp_path / "renamed" / "model.pt", tmp_path / "renamed"):
+        with pytest.raises(WasiNNError) as err:
+            host.register("renamed", source)
+        assert err.value.code is ErrorCode.INVALID_ENCODING and ".pt2" in err.value.message
+    with pytest.raises(WasiNNError) as err:
+        host.register("implicit", tmp_path / "only-pt2")  # a directory offers model.pt only
+    assert err.value.code is ErrorCode.NOT_FOUND and "model.pt2" in err.value.message
+    assert unpickled == []
+
+
+def test_an_archive_declaring_millions_of_entries_is_refused_before_parsing(make_abi) -> None:
+    # an end-of-central-directory record claiming 0xFFFF entries, then a zip64 one claiming ten million
+    eocd64 = struct.pack("<4sQ2H2I4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 10_000_000, 10_000_000, 0, 0)
+    blob = eocd64 + struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    abi = make_abi()
+    abi.write(8192, blob)
+    abi.write(512, struct.pack("<II", 8192, len(blob)))
+    assert abi.call("load", 512, 1, 3, 0, 64) == 7
+    assert "10000000 entries" in abi.guest.client.last_error
