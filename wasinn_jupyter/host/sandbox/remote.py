@@ -42,9 +42,10 @@ StopCheck = Callable[[], "str | None"]
 Buffer = Union[bytes, memoryview, "np.ndarray"]  # model bytes, possibly a view of guest memory
 POLL_S = 0.05
 START_TIMEOUT_S = 120.0  # importing torch on a cold, busy machine
-# Environment variables a worker inherits: what torch and the C runtime need to find and size themselves.
-PASSED_ENV = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
-              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TORCH_HOME")  # fmt: skip
+# Environment a worker inherits: what torch and the C runtime need to find and size themselves (thread pools
+# included: OMP_*, MKL_*, KMP_*), nothing else (no tokens or credentials the user's environment may hold).
+PASSED_ENV = ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PASSED_PREFIXES = ("OMP_", "MKL_", "KMP_")
 
 
 def _never() -> str | None:
@@ -52,7 +53,7 @@ def _never() -> str | None:
 
 
 def _worker_env() -> dict[str, str]:
-    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the host's own view: where this package is
     env["PATH"] = os.defpath
     env["HOME"] = "/nonexistent"
