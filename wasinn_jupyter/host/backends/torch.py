@@ -90,6 +90,46 @@ def _refuse_pickle(what: str) -> None:
     )
 
 
+# What guest-supplied TorchScript may call: torch's own tensor operators. Other namespaces hold operators that a
+# library or a notebook registered in the process (some implemented in Python), distributed and device-memory
+# primitives; within these, the operators that reach outside the process.
+ALLOWED_NAMESPACES = frozenset({"aten", "prim", "prims", "quantized", "_quantized", "quantization", "mkldnn",
+                                "mkldnn_prepacked", "onednn", "mkl", "sparse", "rngprims", "profiler"})  # fmt: skip
+DENIED_OPERATORS = {
+    "aten::from_file": "maps a host file",
+    "aten::save": "writes a host file",
+    "prim::rpc_async": "calls another process",
+    "prim::rpc_sync": "calls another process",
+    "prim::rpc_remote": "calls another process",
+}
+
+
+def forbidden_operators(module: Any) -> list[str]:
+    """The operators a TorchScript module's code calls (every method, every submodule, called functions inlined)
+    that guest-supplied code may not: each with why."""
+    import torch
+
+    found: dict[str, str] = {}
+
+    def walk(block: Any) -> None:
+        for node in block.nodes():
+            kind = node.kind()
+            namespace = kind.partition("::")[0]
+            if kind in DENIED_OPERATORS:
+                found[kind] = DENIED_OPERATORS[kind]
+            elif namespace not in ALLOWED_NAMESPACES:
+                found[kind] = "an operator from outside torch's tensor library"
+            for inner in node.blocks():
+                walk(inner)
+
+    for sub in module.modules():
+        for method in sub._c._method_names():
+            graph = sub._c._get_method(method).graph.copy()
+            torch._C._jit_pass_inline(graph)
+            walk(graph)
+    return [f"{kind} ({why})" for kind, why in sorted(found.items())]
+
+
 def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGraph:
     """A graph from guest bytes: TorchScript only."""
     kind = archive_kind(data, max_bytes)
@@ -109,6 +149,9 @@ def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGrap
         if out_of_host_memory(exc):
             raise WasiNNError(ErrorCode.TOO_LARGE, f"loading the archive ran out of memory: {exc}") from exc
         raise WasiNNError(ErrorCode.INVALID_ENCODING, f"TorchScript archive could not be loaded: {exc}") from exc
+    forbidden = forbidden_operators(module)
+    if forbidden:
+        fail(ErrorCode.SECURITY, f"the archive's code calls operators a guest's model may not: {', '.join(forbidden)}")
     return TorchGraph(name, module, device, kind=TORCHSCRIPT, source=f"{len(data)} bytes from the guest")
 
 
