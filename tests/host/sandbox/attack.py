@@ -11,9 +11,9 @@ call (so a crash or hang can be placed) and, at the end, one ``RESULT <json>`` l
 - ``steps``: each call made, with its outcome (``ok`` or an errno name and the host's message), or ``stopped`` for a
   guest the host stopped;
 - ``outputs``: the output bytes the guest received, hex;
-- ``rss_growth_mib``: the most this process's resident memory rose above its level before the attack (a watchdog
-  thread samples it, and kills the process with status 3 past ``rss_kill_mib``, so a test run on a host that lets
-  guest code take its memory fails fast instead of taking the machine down);
+- ``rss_growth_mib``: the most this process's resident memory rose above its level before the attack (a soft
+  ``RLIMIT_DATA`` and a sampling thread that ends the process with status 3 bound it to ``rss_kill_mib``, so a
+  test run on a host that lets guest code take its memory fails fast instead of taking the machine down);
 - ``background_cpu_s``: CPU time this process used in the second after the attack, while its main thread slept;
 - ``python_ran``: whether the Python kernel the ``python_kernel`` archive reaches ran in this process;
 - ``recovered``: a benign load and compute afterwards, by the same guest, gave the right numbers.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -117,33 +118,69 @@ def _u32(*values: int) -> bytes:
 
 
 class Watchdog:
-    """Samples this process's resident memory; past ``kill_mib`` above the baseline it reports and exits (3)."""
+    """Bounds and measures this process's memory during the attack.
+
+    Two guards, because guest code may hold the GIL (``torch.jit.load`` does): a soft ``RLIMIT_DATA`` of the
+    private memory at the start plus ``kill_mib`` makes allocations past it fail in the kernel, and a thread samples
+    resident memory and ends the process (status 3) past ``kill_mib`` above the baseline. Without them, a host that
+    runs guest code in-process is taken by the kernel's out-of-memory killer, and other processes with it.
+    """
 
     def __init__(self, kill_mib: float) -> None:
-        self.kill = kill_mib * (1 << 20)
+        self.kill = int(kill_mib * (1 << 20))
         self.page = os.sysconf("SC_PAGE_SIZE")
         self.baseline = self.rss()
         self.peak = 0
+        self.maxrss_before = 0
+        self.saved_limit: tuple[int, int] | None = None
+        self._armed = False
         threading.Thread(target=self._watch, name="rss-watchdog", daemon=True).start()
 
     def rss(self) -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * self.page
 
+    @staticmethod
+    def data_bytes() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
     def start(self) -> None:
         self.baseline, self.peak = self.rss(), 0
+        self.maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.saved_limit = resource.getrlimit(resource.RLIMIT_DATA)
+        soft = self.data_bytes() + self.kill
+        hard = self.saved_limit[1]
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+        self._armed = True
+
+    def stop(self) -> None:
+        """Lift the memory limit again (the recovery step runs under the limits the process had)."""
+        self._armed = False
+        self.growth_mib()
+        if self.saved_limit is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, self.saved_limit)
 
     def growth_mib(self) -> float:
+        """The most resident memory rose above the baseline, sampled, or known from the peak the kernel kept."""
         self.peak = max(self.peak, self.rss() - self.baseline)
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if maxrss > self.maxrss_before:  # the attack set a new peak (possibly while the sampler could not run)
+            self.peak = max(self.peak, maxrss - self.baseline)
         return self.peak / (1 << 20)
 
     def _watch(self) -> None:
         while True:
             grown = self.rss() - self.baseline
-            self.peak = max(self.peak, grown)
-            if grown > self.kill:
+            if self._armed:
+                self.peak = max(self.peak, grown)
+            if self._armed and grown > self.kill:
                 say("KILLED", f"resident memory rose {grown >> 20} MiB during the attack, past the watchdog's "
-                              f"{self.kill / (1 << 20):.0f} MiB: guest code is allocating in this process")  # fmt: skip
+                              f"{self.kill >> 20} MiB: guest code is allocating in this process")  # fmt: skip
                 os._exit(3)
             time.sleep(0.01)
 
@@ -272,6 +309,7 @@ def main() -> int:
         client = host.client()
         watchdog.start()
         outputs = run_client(client, attack, result["steps"])
+    watchdog.stop()
     result["outputs"] = [o.hex() for o in outputs]
     result["rss_growth_mib"] = round(watchdog.growth_mib(), 1)
     say("STEP", "quiet second")
@@ -291,7 +329,6 @@ def main() -> int:
         result["recovered"] = {"ok": ok, "steps": steps}
     except Exception as exc:  # noqa: BLE001 - reported, not raised: the test says what broke
         result["recovered"] = {"ok": False, "steps": steps, "error": "".join(traceback.format_exception(exc))[-2000:]}
-    result["rss_growth_mib"] = round(watchdog.growth_mib(), 1)
     say("RESULT", json.dumps(result))
     if guest is not None:
         guest.close()
