@@ -147,7 +147,8 @@ def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGrap
         module = torch.jit.load(io.BytesIO(data), map_location=device)
     except Exception as exc:
         if out_of_host_memory(exc):
-            raise WasiNNError(ErrorCode.TOO_LARGE, f"loading the archive ran out of memory: {exc}") from exc
+            why = "a guest's models live within its budget, max_guest_bytes"
+            raise WasiNNError(ErrorCode.TOO_LARGE, f"loading the archive ran out of memory ({why}): {exc}") from exc
         raise WasiNNError(ErrorCode.INVALID_ENCODING, f"TorchScript archive could not be loaded: {exc}") from exc
     forbidden = forbidden_operators(module)
     if forbidden:

@@ -73,6 +73,103 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def _recv_within(sock: socket.socket, timeout_s: float | None) -> dict[str, Any] | None:
+    """One message, or None after ``timeout_s``; EOFError/ProtocolError as :func:`protocol.recv` raises them."""
+    ready, _, _ = select.select([sock], [], [], timeout_s)
+    if not ready:
+        return None
+    message, fds = protocol.recv(sock)
+    for fd in fds:  # neither a zygote nor a worker ever sends descriptors
+        os.close(fd)
+    return message
+
+
+class Zygote:
+    """The host process's one unconfined helper that forks sandbox workers (see :mod:`.worker`).
+
+    Started on the first guest ``load`` of the process and shared by every Host in it; a new one replaces it if it
+    died. It never sees guest bytes: it forks, reaps, and says how a worker ended.
+    """
+
+    _lock = threading.Lock()
+    _shared: Zygote | None = None
+
+    @classmethod
+    def shared(cls) -> Zygote:
+        with cls._lock:
+            if cls._shared is None or cls._shared.proc.poll() is not None:
+                cls._shared = Zygote()
+            return cls._shared
+
+    def __init__(self, start_timeout_s: float = START_TIMEOUT_S) -> None:
+        self._lock = threading.Lock()
+        control, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # stderr: read when it (or a worker, before confinement) fails to start; a worker cannot grow it
+        self.stderr = tempfile.TemporaryFile()
+        argv = [sys.executable, "-s", "-B", "-m", __package__ + ".worker", str(zygote_end.fileno()), str(os.getpid())]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                pass_fds=[zygote_end.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self.stderr,
+                env=_worker_env(),
+                cwd="/",
+                start_new_session=True,  # Ctrl-C at a terminal reaches the host, which decides
+            )
+        except OSError as exc:
+            control.close()
+            fail(ErrorCode.UNSUPPORTED_OPERATION, f"the sandbox for guest models could not start: {exc}")
+        finally:
+            zygote_end.close()
+        self.control = control
+        try:
+            hello = _recv_within(control, start_timeout_s)
+        except (EOFError, ConnectionError, protocol.ProtocolError):
+            hello = None
+        if hello is None or hello.get("ok") is not True:
+            self.proc.kill()
+            detail = (hello or {}).get("message") or self.stderr_tail() or _describe_exit(self.proc.wait())
+            fail(ErrorCode.UNSUPPORTED_OPERATION, f"the sandbox for guest models could not start: {detail}")
+
+    def stderr_tail(self) -> str:
+        try:
+            self.stderr.seek(0)
+            lines = self.stderr.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def ask(self, message: dict[str, Any], fds: Sequence[int] = ()) -> dict[str, Any]:
+        with self._lock:
+            try:
+                protocol.send(self.control, message, fds)
+                reply = _recv_within(self.control, 30.0)
+            except (OSError, EOFError, protocol.ProtocolError) as exc:
+                reply = {"ok": False, "message": str(exc)}
+        if reply is None or reply.get("ok") is not True:
+            self.proc.kill()
+            why = (reply or {}).get("message", "no answer in 30 s")
+            fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker factory failed ({why}); the next load starts a new one")
+        return reply
+
+    def fork(self, sock: socket.socket, memory_bytes: int, device: str) -> int:
+        pid = self.ask({"op": "fork", "budget": memory_bytes, "device": device}, [sock.fileno()]).get("pid")
+        if type(pid) is not int:
+            fail(ErrorCode.RUNTIME_ERROR, "sandbox: the worker factory sent no pid")
+        return pid
+
+    def status(self, pid: int, wait_s: float = 2.0) -> int | None:
+        """How worker ``pid`` ended (negative: the signal), once reaped; None if it has not (yet)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            status = self.ask({"op": "status", "pid": pid}).get("status")
+            if type(status) is int or time.monotonic() > deadline:
+                return status if type(status) is int else None
+            time.sleep(0.02)
+
+
 class SandboxProcess:
     """One confined worker process, its socket, and what it costs the guest's budget."""
 
@@ -91,34 +188,21 @@ class SandboxProcess:
         self.dead: str | None = None
         self._lock = threading.Lock()
         self._next_graph = 0
+        self.zygote = Zygote.shared()
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # The worker's stderr: a file that cannot grow once the worker is confined (RLIMIT_FSIZE 0), read when it
-        # fails to start.
-        self._stderr = tempfile.TemporaryFile()
-        argv = [sys.executable, "-s", "-B", "-m", __package__ + ".worker"]
-        argv += [str(worker_end.fileno()), str(memory_bytes), device, str(os.getpid())]
+        self.sock = host_end
         try:
-            self.proc = subprocess.Popen(
-                argv,
-                pass_fds=[worker_end.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-                env=_worker_env(),
-                cwd="/",
-                start_new_session=True,  # Ctrl-C at a terminal reaches the host, which decides
-            )
-        except OSError as exc:
+            self.pid = self.zygote.fork(worker_end, memory_bytes, device)
+        except BaseException:
             host_end.close()
-            fail(ErrorCode.UNSUPPORTED_OPERATION, f"the sandbox for guest models could not start: {exc}")
+            raise
         finally:
             worker_end.close()
-        self.sock = host_end
+        self._pidfd: int | None = os.pidfd_open(self.pid)  # it cannot have been reaped: it waits for our hello
         hello = self._await(start_timeout_s, "starting", stoppable=False)
         if hello.get("ok") is not True:
             self.kill("did not start")
             protocol.raise_for(hello)
-        self.pid = hello.get("pid")
         self.confinement = protocol.text(hello.get("confinement", ""))
         log.info("sandbox worker %s ready on %s: %s", self.pid, device, self.confinement)
 
@@ -161,26 +245,20 @@ class SandboxProcess:
             if deadline is not None and time.monotonic() > deadline:
                 self.kill(f"was killed after {timeout_s} s {what}")
                 fail(ErrorCode.TIMEOUT, f"sandbox: {what} took over {timeout_s} s; the graph's worker was killed")
-            if self.proc.poll() is not None:
-                self._gone(what)
 
     def _gone(self, what: str) -> None:
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        reason = _describe_exit(code)
-        detail = self._startup_error() if what == "starting" else ""
+        """The worker closed its socket: it died. Say how, free what it cost, fail the call."""
+        reason = _describe_exit(self.exit_status())
+        detail = f": {self.zygote.stderr_tail()}" if what == "starting" else ""
         self.kill(f"{reason} while {what}")
         fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker {reason} while {what}{detail}")
 
-    def _startup_error(self) -> str:
+    def exit_status(self, wait_s: float = 2.0) -> int | None:
+        """How the worker ended (negative: the signal), or None while it runs."""
         try:
-            self._stderr.seek(0)
-            tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-        return f": {tail.splitlines()[-1]}" if tail else ""
+            return self.zygote.status(self.pid, wait_s)
+        except WasiNNError:
+            return None
 
     def _charge(self, data: object, what: str) -> None:
         """Charge the worker's growth to the guest's budget; past it, the worker goes."""
@@ -202,14 +280,14 @@ class SandboxProcess:
         """End the worker now (idempotent); its graphs answer runtime_error from then on."""
         if self.dead is None:
             self.dead = reason
-        if self.proc.poll() is None:
-            self.proc.kill()
+        if self._pidfd is not None:
             try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                log.warning("sandbox worker %s did not die within 5 s of SIGKILL", self.proc.pid)
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it had exited already
+            os.close(self._pidfd)
+            self._pidfd = None
         self.sock.close()
-        self._stderr.close()
         self.budget.charge(-self.charged)
         self.charged = 0
 

@@ -1,12 +1,17 @@
 """The sandbox worker: loads and runs the TorchScript a guest handed to ``load``, confined, in its own process.
 
-Started by :class:`~wasinn_jupyter.host.sandbox.remote.Worker` as ``python -m wasinn_jupyter.host.sandbox.worker
-FD BUDGET DEVICE PARENT_PID``. It imports torch, runs a small TorchScript model once (so that what torch loads lazily is
-loaded while files can still be opened), confines itself for good (:mod:`.confine`), says it is ready, and then
-serves requests until the host closes the socket. It never writes to stdout or stderr (both are /dev/null) and
-never unpickles what the host sends.
+Workers are forked from a **zygote**, started once per host process by :class:`~.remote.Zygote` as ``python -m
+wasinn_jupyter.host.sandbox.worker CONTROL_FD PARENT_PID``: it imports torch (about a second) and scripts the
+warm-up model, but runs nothing that starts threads or touches a device, so forking it is safe and a new worker is
+ready in about a tenth of a second. The zygote itself never reads a byte a guest sent; it only forks, reaps and
+reports exit statuses. Each worker runs the warm-up model once (so that what torch loads lazily is loaded while
+files can still be opened), confines itself for good (:mod:`.confine`), says it is ready, and then serves requests
+until the host closes its socket. It never writes to stdout or stderr and never unpickles what the host sends.
 
-Requests (``op``): ``load`` (fd: the archive) → input names and info; ``run`` (fd: the inputs) → output
+Zygote requests: ``fork`` (fd: the new worker's socket; budget, device) → its pid; ``status`` (pid) → its exit
+status once reaped (negative: the signal), or null.
+
+Worker requests (``op``): ``load`` (fd: the archive) → input names and info; ``run`` (fd: the inputs) → output
 descriptors, then ``outputs`` (fd: shared memory the host sized) or ``drop``; ``free``. Every reply carries
 ``data``: how many bytes this process's data segment has grown since it was ready, which the host charges to the
 guest's budget.
@@ -14,10 +19,13 @@ guest's budget.
 
 from __future__ import annotations
 
+import encodings.cp437  # noqa: F401 - zipfile decodes legacy entry names with it, lazily: a confined worker cannot
 import io
 import os
+import signal
 import socket
 import sys
+import zlib  # noqa: F401 - deflated archive entries, loaded before confinement
 from typing import Any
 
 from ..errors import ErrorCode, fail
@@ -42,19 +50,13 @@ class Worker:
         fields = os.pread(self._statm, 256, 0).split()
         return int(fields[5]) * PAGE  # "data": data + stack pages, what RLIMIT_DATA counts
 
-    def warm_up(self) -> None:
-        """Load now what serving loads lazily: once confined, the worker cannot open a module file."""
-        import encodings.cp437  # noqa: F401 - zipfile decodes legacy entry names with it
-        import zlib  # noqa: F401 - deflated entries
-
+    def warm_up(self, archive: bytes) -> None:
+        """Load and run ``archive`` once: torch loads what serving needs while this process can still open files."""
         import torch
 
         from ..backends import torch as torch_backend
 
-        module = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.ReLU()))
-        buffer = io.BytesIO()
-        torch.jit.save(module, buffer)
-        graph = torch_backend.load_bytes(buffer.getvalue(), self.device, "warm-up", 1 << 20)
+        graph = torch_backend.load_bytes(archive, self.device, "warm-up", 1 << 20)
         graph.run([Tensor.from_value(torch.zeros(1, 1, 2, 2))])
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -139,20 +141,98 @@ class Worker:
         return {"ok": True}
 
 
-def main(argv: list[str]) -> int:
-    fd, budget, device, parent = int(argv[0]), int(argv[1]), argv[2], int(argv[3])
-    die_with_parent(parent)
-    sock = socket.socket(fileno=fd)
+def run_worker(sock: socket.socket, budget: int, device: str, warm_up: bytes) -> None:
+    """A forked worker's life: warm up, confine, serve; the host learns of any failure before confinement."""
     try:
         worker = Worker(sock, budget, device)
-        worker.warm_up()
+        worker.warm_up(warm_up)
         confinement = confine(budget)
     except BaseException as exc:  # noqa: BLE001 - told to the host, which refuses guest models then
         protocol.send(sock, {"ok": False, "code": ErrorCode.UNSUPPORTED_OPERATION.value, "message": protocol.text(
             f"the sandbox for guest models could not start: {type(exc).__name__}: {exc}")})  # fmt: skip
-        return 1
+        return
     protocol.send(sock, {"ok": True, "pid": os.getpid(), "confinement": confinement.describe()})
     worker.serve()
+
+
+def warm_up_archive() -> bytes:
+    """A small TorchScript model (a convolution and a ReLU) every worker loads and runs before it is confined."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.ReLU()))
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+    return buffer.getvalue()
+
+
+class Zygote:
+    """Forks workers on request, reaps them, and keeps their exit statuses for the host to ask about."""
+
+    KEEP = 4096  # exit statuses remembered
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.warm_up = warm_up_archive()
+        self.statuses: dict[int, int] = {}
+        signal.signal(signal.SIGCHLD, self._reap)
+
+    def _reap(self, *_: object) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.statuses[pid] = os.waitstatus_to_exitcode(status)
+            while len(self.statuses) > self.KEEP:
+                del self.statuses[next(iter(self.statuses))]
+
+    def serve(self) -> None:
+        while True:
+            try:
+                message, fds = protocol.recv(self.control)
+            except EOFError:
+                return
+            op = message.get("op")
+            if op == "fork" and len(fds) == 1:
+                reply = {"ok": True, "pid": self.fork(fds[0], int(message["budget"]), str(message["device"]))}
+            elif op == "status":
+                reply = {"ok": True, "status": self.statuses.get(message.get("pid"))}  # type: ignore[arg-type]
+            else:
+                reply = {"ok": False, "message": f"unknown request {op!r}"}
+            for fd in fds:
+                os.close(fd)
+            protocol.send(self.control, reply)
+
+    def fork(self, fd: int, budget: int, device: str) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        try:  # the child: nothing of the zygote's but the code and the warm-up archive
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self.control.close()
+            die_with_parent(os.getppid())
+            run_worker(socket.socket(fileno=fd), budget, device, self.warm_up)
+        finally:
+            os._exit(0)
+
+
+def main(argv: list[str]) -> int:
+    control, parent = socket.socket(fileno=int(argv[0])), int(argv[1])
+    die_with_parent(parent)
+    try:
+        zygote = Zygote(control)
+    except BaseException as exc:  # noqa: BLE001 - told to the host, which refuses guest models then
+        protocol.send(control, {"ok": False, "code": ErrorCode.UNSUPPORTED_OPERATION.value, "message": protocol.text(
+            f"the sandbox for guest models could not start: {type(exc).__name__}: {exc}")})  # fmt: skip
+        return 1
+    protocol.send(control, {"ok": True, "pid": os.getpid()})
+    zygote.serve()
     return 0
 
 
