@@ -198,7 +198,12 @@ class SandboxProcess:
             raise
         finally:
             worker_end.close()
-        self._pidfd: int | None = os.pidfd_open(self.pid)  # it cannot have been reaped: it waits for our hello
+        self._signalled = False
+        self._pidfd: int | None = None  # killing through it cannot hit a reused pid
+        try:
+            self._pidfd = os.pidfd_open(self.pid)  # it cannot have been reaped yet: it waits to send its hello
+        except OSError:  # no pidfds (an old kernel, gVisor): kill by pid, while it is known to be ours
+            pass
         hello = self._await(start_timeout_s, "starting", stoppable=False)
         if hello.get("ok") is not True:
             self.kill("did not start")
@@ -280,13 +285,17 @@ class SandboxProcess:
         """End the worker now (idempotent); its graphs answer runtime_error from then on."""
         if self.dead is None:
             self.dead = reason
-        if self._pidfd is not None:
+        if not self._signalled:
+            self._signalled = True
             try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                if self._pidfd is not None:
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                else:  # no pidfd: by pid (a pid reused after the worker died unnoticed is the residual risk)
+                    os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # it had exited already
-            os.close(self._pidfd)
-            self._pidfd = None
+            if self._pidfd is not None:
+                os.close(self._pidfd)
         self.sock.close()
         self.budget.charge(-self.charged)
         self.charged = 0
