@@ -358,22 +358,54 @@ def test_a_benign_model_from_guest_bytes_computes_like_torch_through_the_client(
 
 
 def test_a_benign_model_from_guest_bytes_computes_like_torch_through_a_wasm_guest() -> None:
-    """WasmEdge's mobilenet guest pattern: the archive bytes in guest memory, handed to ``load``, then compute."""
+    """WasmEdge's mobilenet guest pattern: the archive bytes in guest memory, handed to ``load``, then compute; and a
+    reactor guest's: load in one call into the guest, compute in the next (each call from the main thread runs on
+    its own thread, so nothing the host keeps for a graph may die with the thread that loaded it)."""
     archive, x, expected = convnet_case()
     session = Session(Host())
-    guest = session.instantiate(
-        session.compile(runner.guest_wat(archive, hostile.benign_linear(), dims=x.shape, data=x.tobytes()))
-    )
-    try:
-        assert guest.call("attack") == 0, guest.client.last_error
-        memory = guest.instance.exports(guest.store)["memory"]
+    module = session.compile(runner.guest_wat(archive, hostile.benign_linear(), dims=x.shape, data=x.tobytes()))
+    guest = session.instantiate(module)
+    memory = guest.instance.exports(guest.store)["memory"]
+
+    def output() -> np.ndarray:
         written = int.from_bytes(bytes(memory.read(guest.store, runner.RESULTS + 20, runner.RESULTS + 24)), "little")
         assert written == expected.nbytes
         got = np.frombuffer(bytes(memory.read(guest.store, runner.OUT, runner.OUT + written)), np.float32)
-        np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-5, atol=1e-6)
+        return got.reshape(expected.shape)
+
+    try:
+        assert guest.call("attack") == 0, guest.client.last_error
+        np.testing.assert_allclose(output(), expected, rtol=1e-5, atol=1e-6)
+        memory.write(guest.store, bytes(4), runner.RESULTS + 20)
+        assert guest.call("attack_open") == 0, guest.client.last_error
+        time.sleep(0.2)  # the thread that ran the call has ended
+        assert guest.call("attack_run") == 0, guest.client.last_error
+        np.testing.assert_allclose(output(), expected, rtol=1e-5, atol=1e-6)
+        assert guest.call("attack_run") == 0, guest.client.last_error  # the same context again, a third call
     finally:
         guest.close()
         session.close()
+
+
+def test_a_graph_from_guest_bytes_outlives_the_thread_that_loaded_it() -> None:
+    """Front-ends call into guests from worker threads (one per call from the main thread): a graph loaded on one
+    must still compute once that thread has ended."""
+    archive = hostile.benign_linear()
+    with Host().client() as client:
+        handles: dict[str, int] = {}
+
+        def load() -> None:
+            handles["graph"] = client.load([archive], "pytorch", "cpu")
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        loader.join()
+        time.sleep(0.2)
+        ctx = client.init_execution_context(handles["graph"])
+        client.set_input(ctx, 0, Tensor.from_value(np.zeros(4, np.float32)))
+        client.compute(ctx)
+        expected = runner.expected_output(archive)
+        np.testing.assert_allclose(client.get_output(ctx, 0).to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_the_builders_make_real_torchscript_archives() -> None:
