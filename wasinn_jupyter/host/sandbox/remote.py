@@ -106,7 +106,7 @@ class Zygote:
         control, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # stderr: read when it (or a worker, before confinement) fails to start; a worker cannot grow it
         self.stderr = tempfile.TemporaryFile()
-        argv = [sys.executable, "-s", "-B", "-m", __package__ + ".worker", str(zygote_end.fileno()), str(os.getpid())]
+        argv = [sys.executable, "-s", "-B", "-m", __package__ + ".worker", str(zygote_end.fileno())]
         try:
             self.proc = subprocess.Popen(
                 argv,

@@ -1,7 +1,7 @@
 """The sandbox worker: loads and runs the TorchScript a guest handed to ``load``, confined, in its own process.
 
 Workers are forked from a **zygote**, started once per host process by :class:`~.remote.Zygote` as ``python -m
-wasinn_jupyter.host.sandbox.worker CONTROL_FD PARENT_PID``: it imports torch (about a second) and scripts the
+wasinn_jupyter.host.sandbox.worker CONTROL_FD``: it imports torch (about a second) and scripts the
 warm-up model, but runs nothing that starts threads or touches a device, so forking it is safe and a new worker is
 ready in about a tenth of a second. The zygote itself never reads a byte a guest sent; it only forks, reaps and
 reports exit statuses. Each worker runs the warm-up model once (so that what torch loads lazily is loaded while
@@ -223,8 +223,10 @@ class Zygote:
 
 
 def main(argv: list[str]) -> int:
-    control, parent = socket.socket(fileno=int(argv[0])), int(argv[1])
-    die_with_parent(parent)
+    # No PR_SET_PDEATHSIG here: it fires when the host *thread* that started the zygote ends (a guest's worker
+    # thread, often). The zygote ends when its control socket closes, which the host's death does; its workers,
+    # forked by its one thread, die with it.
+    control = socket.socket(fileno=int(argv[0]))
     try:
         zygote = Zygote(control)
     except BaseException as exc:  # noqa: BLE001 - told to the host, which refuses guest models then
