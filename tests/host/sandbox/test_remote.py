@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -13,7 +16,7 @@ import pytest
 import torch
 
 from wasinn_jupyter.host import ErrorCode, Host, Limits, Tensor, WasiNNError
-from wasinn_jupyter.host.sandbox import protocol
+from wasinn_jupyter.host.sandbox import protocol, remote
 from wasinn_jupyter.host.sandbox.remote import RemoteGraph
 
 
@@ -151,3 +154,45 @@ def test_unpack_refuses_descriptors_a_hostile_worker_could_send() -> None:
     ):
         with pytest.raises(protocol.ProtocolError):
             protocol.unpack(None, bad, 8)
+
+
+def test_workers_outlive_the_thread_that_started_them() -> None:
+    """A guest's first load often runs on a short-lived guest thread; its worker (and the zygote) must stay."""
+    remote.Zygote._shared = None  # this thread starts the zygote afresh
+    with Host().client() as client:
+        box: dict[str, int] = {}
+        thread = threading.Thread(target=lambda: box.update(graph=client.load([archive(torch.nn.Identity())],
+                                                                               "pytorch", "cpu")))  # fmt: skip
+        thread.start()
+        thread.join()
+        time.sleep(0.5)
+        out = run(client, box["graph"], np.arange(3, dtype=np.float32))
+        np.testing.assert_array_equal(out[0].to_numpy(), np.arange(3))
+
+
+def test_no_sandbox_process_outlives_its_host(tmp_path) -> None:
+    script = tmp_path / "host.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import io, torch
+            from wasinn_jupyter.host import Host
+            buffer = io.BytesIO()
+            torch.jit.save(torch.jit.script(torch.nn.Identity()), buffer)
+            client = Host().client()
+            client.load([buffer.getvalue()], "pytorch", "cpu")
+            process = client._sandboxes["cpu"]
+            print(process.pid, process.zygote.proc.pid, flush=True)
+            import os
+            os._exit(0)  # no cleanup at all: as a kernel that is killed
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.1)
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+    assert not alive
