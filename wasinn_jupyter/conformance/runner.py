@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import wasmtime
 
-from .. import __version__
+from .._version import __version__
 from ..host import GuestError, GuestLimits, Host, Session
 from ..host.devices import cuda_available
 from ..host.errors import WITX_ERRNO_NAMES

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import wasmtime
 
-from .. import __version__
+from .._version import __version__
 
 Progress = Callable[[str], None]
 

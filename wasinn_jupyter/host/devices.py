@@ -1,26 +1,17 @@
 """From an execution target to a torch device, with the CPU fallback made explicit.
 
-torch is imported only when a GPU is asked about, so CPU-only work on the echo model never loads it.
+torch is imported only when a GPU is asked about (:mod:`.cuda`), so CPU-only work on echo never loads it.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 
+from .cuda import cuda_available
 from .encodings import Target
 from .errors import ErrorCode, fail
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def resolve(target: Target, cpu_fallback: bool = False) -> tuple[str, str | None]:

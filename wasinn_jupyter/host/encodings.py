@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 
+from .cuda import cuda_available
 from .errors import ErrorCode, fail
 
 
@@ -56,7 +57,7 @@ class Target(enum.Enum):
     def parse(cls, name: str) -> Target:
         key = name.strip().upper()
         if key == "AUTO":  # WasmEdge's preload-only AUTO: the best device we have
-            return cls.GPU if _cuda_available() else cls.CPU
+            return cls.GPU if cuda_available() else cls.CPU
         try:
             return cls[key]
         except KeyError:
@@ -71,9 +72,3 @@ class Target(enum.Enum):
 
     def __str__(self) -> str:
         return self.name.lower()
-
-
-def _cuda_available() -> bool:
-    from .devices import cuda_available
-
-    return cuda_available()

@@ -21,7 +21,7 @@ from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, fail
 from .handles import ByteBudget, HandleTable, Limits
-from .registry import Registry, check_encoding
+from .registry import Entry, Registry, check_encoding
 from .sandbox.remote import Buffer, SandboxProcess
 from .tensors import Tensor
 from .timeline import Timeline
@@ -69,17 +69,14 @@ class Host:
         """Name a graph for ``load_by_name``: ``"echo"``, a .pt/.pt2 file or directory, or a torch object."""
         enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
         tgt = target if isinstance(target, Target) else Target.parse(target)
-        entry = self.registry.register(name, source, enc, tgt)
-        info = entry.graph.info()
-        if entry.note:
-            info.notes.append(entry.note)
-        return info
+        return _info(self.registry.register(name, source, enc, tgt))
 
     def unregister(self, name: str) -> None:
         self.registry.unregister(name)
 
     def graphs(self) -> dict[str, GraphInfo]:
-        return {e.name: e.graph.info() for e in self.registry.entries()}
+        """What is registered, by name: each graph's info with the registry's notes (a CPU fallback, say)."""
+        return {e.name: _info(e) for e in self.registry.entries()}
 
     def client(self, label: str | None = None) -> Client:
         with self._lock:
@@ -89,6 +86,13 @@ class Host:
 
     def _record_error(self, message: str) -> None:
         self.last_error = message
+
+
+def _info(entry: Entry) -> GraphInfo:
+    info = entry.graph.info()
+    if entry.note and entry.note not in info.notes:
+        info.notes.append(entry.note)
+    return info
 
 
 class Client:

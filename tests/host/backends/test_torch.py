@@ -303,3 +303,56 @@ def test_an_archive_declaring_millions_of_entries_is_refused_before_parsing(make
     abi.write(512, struct.pack("<II", 8192, len(blob)))
     assert abi.call("load", 512, 1, 3, 0, 64) == 7
     assert "10000000 entries" in abi.guest.client.last_error
+
+
+def test_export_programs_move_to_another_device_in_a_fresh_interpreter(tmp_path) -> None:
+    """The GPU path of a torch.export program needs torch.export.passes, which `import torch` does not load."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import torch
+        from wasinn_jupyter.host.backends import torch as backend
+        program = torch.export.export(torch.nn.Linear(4, 2), (torch.rand(3, 4),))
+        graph = backend.from_exported(program, "cpu:0", "moved")  # the same code path as a CUDA target
+        print(graph.info().parameters)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "10"
+
+
+def test_info_reports_dtypes_on_every_call_and_for_export_programs(model) -> None:
+    host = Host()
+    host.register("module", model)
+    host.register("program", torch.export.export(model, (torch.rand(3, 4),)))
+    for name in ("module", "program"):
+        first, second = host.graphs()[name], host.graphs()[name]
+        assert first.dtypes == second.dtypes == ["float32"], name
+        assert first.parameters == second.parameters == 10
+
+
+def test_graphs_keep_the_cpu_fallback_note(model) -> None:
+    from wasinn_jupyter.host.cuda import cuda_available
+
+    if cuda_available():
+        pytest.skip("the fallback note appears only without CUDA")
+    host = Host(cpu_fallback=True)
+    assert any("cpu_fallback" in n for n in host.register("fell", model, target="gpu").notes)
+    assert any("cpu_fallback" in n for n in host.graphs()["fell"].notes)
+
+
+def test_target_names_do_not_reach_back_into_device_resolution() -> None:
+    """encodings and devices imported each other (auto asked devices, devices imported Target): one way only now."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from wasinn_jupyter.host.encodings import Target; Target.parse('auto'); "
+        "print('wasinn_jupyter.host.devices' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr

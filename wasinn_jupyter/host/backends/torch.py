@@ -207,6 +207,7 @@ def load_path(path: Path, device: str, name: str, max_bytes: int, suffix: str | 
 
 def from_exported(program: Any, device: str, name: str, source: str | None = None) -> TorchGraph:
     import torch
+    import torch.export.passes  # a submodule `import torch` does not load
 
     if device != "cpu":
         program = torch.export.passes.move_to_device_pass(program, device)
@@ -217,9 +218,7 @@ def from_exported(program: Any, device: str, name: str, source: str | None = Non
         if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT:
             val = placeholders[spec.arg.name].meta.get("val") if spec.arg.name in placeholders else None
             inputs.append(_tensor_info(spec.arg.name, val))
-    graph = TorchGraph(name, program.module(), device, kind=EXPORT, source=source, inputs=inputs)
-    graph._parameters = sum(int(p.numel()) for p in program.parameters())
-    return graph
+    return TorchGraph(name, program.module(), device, kind=EXPORT, source=source, inputs=inputs)
 
 
 def from_object(obj: Any, device: str, name: str) -> TorchGraph:
@@ -289,7 +288,7 @@ class TorchGraph(Graph):
         self.source = source
         self._inputs = inputs if inputs is not None else _signature_inputs(module)
         self._input_names = [t.name for t in self._inputs] if self._inputs is not None else None
-        self._parameters: int | None = None
+        self._weights: tuple[int, list[str]] | None = None  # parameter count and dtypes, read once
 
     def input_names(self) -> list[str] | None:
         return self._input_names
@@ -312,13 +311,17 @@ class TorchGraph(Graph):
             return [_as_tensor(v, f"output {i}") for i, v in enumerate(result)]
         return [_as_tensor(result, "output")]
 
+    def weights(self) -> tuple[int, list[str]]:
+        """The number of parameters and their dtypes (an export program's module holds them as a module does)."""
+        if self._weights is None:
+            params = list(self.module.parameters()) if hasattr(self.module, "parameters") else []
+            count = sum(int(p.numel()) for p in params)
+            self._weights = count, sorted({str(p.dtype).removeprefix("torch.") for p in params})
+        return self._weights
+
     def info(self) -> GraphInfo:
         module = self.module
-        dtypes: list[str] = []
-        if self._parameters is None and hasattr(module, "parameters"):
-            params = list(module.parameters())
-            self._parameters = sum(int(p.numel()) for p in params)
-            dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in params})
+        parameters, dtypes = self.weights()
         notes = []
         if getattr(module, "training", False) and self.kind == "nn.Module":
             notes.append("module is in training mode: call .eval() on it for inference behaviour")
@@ -328,8 +331,8 @@ class TorchGraph(Graph):
             device=self.device,
             inputs=self._inputs,
             outputs=None,
-            parameters=self._parameters,
-            dtypes=dtypes,
+            parameters=parameters,
+            dtypes=list(dtypes),
             source=self.source,
             notes=notes,
         )
