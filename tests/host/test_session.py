@@ -244,3 +244,111 @@ def test_closing_or_dropping_a_session_ends_its_ticker(host) -> None:
     assert ticker is not None
     ticker.join(1)
     assert not ticker.is_alive()
+
+
+def test_the_client_is_told_when_its_guest_must_stop(session: Session) -> None:
+    guest = session.instantiate(session.compile(RUNAWAY), limits=GuestLimits(deadline_s=0.2))
+    check = guest.client.stop_check
+    assert check is not None and check() is None
+    guest.interrupt("enough")
+    assert check() == "enough"
+    assert guest.call("add", 1, 1) == 2  # a new call starts afresh
+    assert check() is None
+    guest._deadline = time.monotonic() - 1  # as if a call ran past its deadline, blocked in a host call
+    assert "deadline of 0.2 s exceeded" in (check() or "")
+
+
+CONCURRENT = r"""
+import sys, threading
+from wasinn_jupyter.host import GuestError, Session
+session = Session(cache=False)
+guest = session.instantiate(session.compile(sys.argv[1]))
+counts = {"ok": 0, "refused": 0}
+lock = threading.Lock()
+def work(base):
+    for i in range(3000):
+        try:
+            result = guest.call("add", base, i, watch=False)
+            assert result == base + i, result
+            key = "ok"
+        except GuestError as exc:
+            assert "already running a call" in str(exc), exc
+            key = "refused"
+        with lock:
+            counts[key] += 1
+threads = [threading.Thread(target=work, args=(n * 100000,)) for n in range(3)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(counts["ok"], counts["refused"])
+"""
+
+
+def test_one_guest_called_from_threads_at_once_refuses_not_crashes() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CONCURRENT, RUNAWAY], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ok, refused = map(int, done.stdout.split())
+    assert ok + refused == 9000 and ok > 0
+
+
+def test_a_call_while_another_runs_is_refused_with_a_clear_error(session: Session) -> None:
+    guest = session.instantiate(session.compile(RUNAWAY))
+    stopped: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            guest.call("spin", watch=False)
+        except GuestStopped as exc:
+            stopped.append(exc)
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    deadline = time.monotonic() + 10
+    while not guest._busy.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(GuestError, match="already running a call on another thread"):
+        guest.call("add", 1, 2, watch=False)
+    guest.interrupt()
+    spinner.join(10)
+    assert stopped and guest.call("add", 1, 2) == 3  # free again once the first call ended
+
+
+def test_limits_that_would_mean_no_limit_are_refused() -> None:
+    for bad in (float("nan"), float("inf"), 0, -1):
+        with pytest.raises(ValueError, match="deadline_s"):
+            GuestLimits(deadline_s=bad)
+    with pytest.raises(ValueError, match="memory_bytes"):
+        GuestLimits(memory_bytes=-1)
+    with pytest.raises(ValueError, match="fuel"):
+        GuestLimits(fuel=-5)
+    assert GuestLimits(deadline_s=0.5, fuel=0).deadline_s == 0.5
+
+
+def test_what_wasmtime_cannot_take_is_a_guest_error(session: Session, tmp_path) -> None:
+    binary = tmp_path / "guest.wat"
+    binary.write_bytes(b"\xff\xfe(module)")
+    with pytest.raises(GuestError, match=r"neither wasm .* nor UTF-8 WAT"):
+        session.compile(binary)
+    module = session.compile(ECHO_ARGS)
+    with pytest.raises(GuestError, match="argument 1 is not valid UTF-8"):
+        session.instantiate(module, wasi=WasiOptions(argv=["prog", "\udcff"]))
+    with pytest.raises(GuestError, match="environment variable 'K' is not valid UTF-8"):
+        session.instantiate(module, wasi=WasiOptions(env={"K": "\udcff"}))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs ulimit")
+def test_deep_recursion_traps_on_a_small_native_stack(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom wasinn_jupyter.host import GuestTrap, Session\n"
+        "s = Session(cache=False)\ng = s.instantiate(s.compile(sys.argv[1]))\n"
+        "try:\n    g.call('deep', 1, watch=True)\nexcept GuestTrap as exc:\n    print('trapped:', exc.message)\n"
+    )
+    command = f'ulimit -s 512 && exec {sys.executable} -c "$0" "$1"'
+    done = subprocess.run(["bash", "-c", command, script, RUNAWAY], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trapped:" in done.stdout and "stack" in done.stdout

@@ -9,6 +9,13 @@ interrupting one guest never disturbs another on the same engine. A call made fr
 thread while the main thread waits, so Ctrl-C (or the notebook's interrupt button) reaches Python and stops the
 guest instead of waiting for it.
 
+A guest blocked in a host call cannot be stopped by epochs. WASI's ``poll_oneoff`` (a guest's sleep) is ours, and
+waits in slices that look at the stop reason (:mod:`.wasi_poll`); the wasi-nn Client gets the same check as
+``client.stop_check``. Watched calls run on threads with a known stack (``GUEST_THREAD_STACK``), well above
+wasm's own limit (``WASM_STACK``), so deep recursion traps instead of overflowing a small native stack. One Guest
+runs one call at a time: a call while another runs on a different thread is refused (a wasmtime Store must not
+be entered from two threads at once).
+
 wasmtime 50 aborts the process if WASI is linked but the store has no WASI context: a Guest always sets one
 before instantiating, and no other code in the package links WASI.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import threading
 import time
 import weakref
@@ -29,15 +37,19 @@ import wasmtime
 from wasmtime import Config, Engine, ExitTrap, Linker, Module, Store, Trap, WasiConfig, WasmtimeError
 from wasmtime import _ffi as ffi
 
+from .abi.dialect import DialectHint, guest_dialect, module_hint
 from .abi.witx import MODULE as WITX_MODULE
-from .abi.witx import WitxBinding, dialect_for
+from .abi.witx import WitxBinding
 from .errors import Dialect
 from .host import Host
+from .wasi_poll import define_poll_oneoff
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.01
 INTERRUPT_GRACE_S = 1.0  # how long an interrupted guest blocked in a host call may take to come back
+GUEST_THREAD_STACK = 16 << 20  # native stack of the threads that run watched calls
+WASM_STACK = 1 << 20  # wasm's share of a native stack: a guest past it traps (stack overflow)
 Output = Callable[[bytes], None]
 
 _EPOCH_CALLBACK = ctypes.CFUNCTYPE(
@@ -96,6 +108,16 @@ class GuestLimits:
     deadline_s: float | None = None  # wall-clock budget for one call into the guest
     fuel: int | None = None  # instructions-ish budget per call; needs Session(fuel=True)
 
+    def __post_init__(self) -> None:
+        """A NaN, infinite or non-positive deadline, or a negative size, would silently mean "no limit"."""
+        if self.deadline_s is not None and not (math.isfinite(self.deadline_s) and self.deadline_s > 0):
+            raise ValueError(f"deadline_s must be a finite number of seconds above 0 or None, not {self.deadline_s}")
+        for name in ("memory_bytes", "tables", "table_elements", "instances"):
+            if not 0 <= getattr(self, name) < 1 << 63:
+                raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
+        if self.fuel is not None and not 0 <= self.fuel < 1 << 63:
+            raise ValueError(f"fuel must be at least 0 or None, not {self.fuel}")
+
 
 @dataclass
 class WasiOptions:
@@ -116,6 +138,7 @@ class Session:
         config = Config()
         config.epoch_interruption = True
         config.consume_fuel = fuel
+        config.max_wasm_stack = WASM_STACK
         if cache:
             try:
                 config.cache = True
@@ -131,6 +154,8 @@ class Session:
         # The ticker thread holds only the engine and the two events, so a Session that is dropped is collected,
         # and collecting (or closing) it ends the thread.
         self._halt = weakref.finalize(self, _halt_ticker, self._ticking, self._stopped)
+        # what each module's bytes say of the host it was built for (see abi/dialect.py)
+        self._hints: weakref.WeakKeyDictionary[Module, DialectHint] = weakref.WeakKeyDictionary()
 
     def close(self) -> None:
         """End the epoch ticker. Guests of this session should not be called afterwards."""
@@ -139,15 +164,23 @@ class Session:
     # -- compiling -----------------------------------------------------------------------------------------
 
     def compile(self, source: bytes | str | Path) -> Module:
-        """A module from WAT text, wasm bytes, or a .wat/.wasm file."""
+        """A module from WAT text, wasm bytes, or a file holding either (an OSError if it cannot be read)."""
         if isinstance(source, Path):
-            source = source.read_text() if source.suffix == ".wat" else source.read_bytes()
+            source = source.read_bytes()
+        if isinstance(source, bytes) and not source.startswith(b"\0asm"):
+            try:
+                source = source.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise GuestError(
+                    f"the module is neither wasm (no \\0asm header) nor UTF-8 WAT text: byte {exc.start} is not UTF-8"
+                ) from None
         try:
-            if isinstance(source, str):
-                source = wasmtime.wat2wasm(source)
-            return Module(self.engine, source)
+            wasm = bytes(wasmtime.wat2wasm(source)) if isinstance(source, str) else source
+            module = Module(self.engine, wasm)
         except WasmtimeError as exc:
             raise GuestError(f"the module does not compile: {exc}") from None
+        self._hints[module] = module_hint(wasm)
+        return module
 
     # -- instantiating -------------------------------------------------------------------------------------
 
@@ -222,16 +255,22 @@ class Guest:
         self.limits = limits
         self.client = session.host.client(label)
         self.label = self.client.label
+        # weakly: wasmtime keeps poll_oneoff's callback alive as long as the Store, which this Guest holds
+        self.client.stop_check = stop_check = _weak_call(self._check_stop)
         nn_imports = {i.name for i in module.imports if i.module == WITX_MODULE and i.name}
         if dialect == "auto":
-            dialect = dialect_for(nn_imports)
+            dialect, why = guest_dialect(nn_imports, session._hints.get(module))
+            log.debug("guest %s: %s errnos (%s)", self.label, dialect.value, why)
         self.dialect = Dialect(dialect)
         self._stop_reason: str | None = None
         self._deadline: float | None = None
         self._abandoned = False  # see _watched: never entered again
+        self._busy = threading.Lock()  # held while a call runs: one call at a time
+        self._export_names = frozenset(e.name for e in module.exports)
 
         self.store = Store(session.engine)
         self.store.set_wasi(_wasi_config(wasi))  # before anything links WASI: see the module docstring
+        wasi_origin = time.monotonic_ns()  # the guest's monotonic clock counts from here (within microseconds)
         self.store.set_limits(
             memory_size=limits.memory_bytes,
             table_elements=limits.table_elements,
@@ -244,6 +283,7 @@ class Guest:
 
         linker = Linker(session.engine)
         linker.define_wasi()
+        define_poll_oneoff(linker, session.engine, stop_check, wasi_origin)
         self.binding = WitxBinding(self.client, self.dialect)
         self.binding.define(linker)
         # a start function runs here: it must be stoppable like any other call
@@ -258,11 +298,20 @@ class Guest:
         return [e.name for e in self.module.exports]
 
     def call(self, name: str, *args: Any, watch: bool | None = None) -> Any:
-        """Call an exported function. ``watch`` (default: on the main thread) runs it so Ctrl-C can stop it."""
-        func = self.instance.exports(self.store).get(name)
-        if not isinstance(func, wasmtime.Func):
+        """Call an exported function. ``watch`` (default: on the main thread) runs it so Ctrl-C can stop it.
+
+        A call while another call of this guest runs on another thread raises GuestError: one Store, one caller.
+        """
+        if name not in self._export_names:
             raise GuestError(f"the guest exports no function {name!r} (exports: {', '.join(self.exports())})")
-        return self._guarded(lambda: func(self.store, *args), watch=watch)
+
+        def enter() -> Any:
+            func = self.instance.exports(self.store).get(name)
+            if not isinstance(func, wasmtime.Func):
+                raise GuestError(f"the guest's export {name!r} is not a function")
+            return func(self.store, *args)
+
+        return self._guarded(enter, watch=watch)
 
     def run(self, watch: bool | None = None) -> int:
         """Run a command guest's ``_start``; its exit code (0 when it returns)."""
@@ -276,11 +325,16 @@ class Guest:
         """Stop the running call at the next epoch tick (from any thread)."""
         self._stop_reason = reason
 
+    def _check_stop(self) -> str | None:
+        """Why the running call must stop (interrupted, or past its deadline), or None. Any thread may ask."""
+        reason = self._stop_reason
+        if reason is None and self._deadline is not None and time.monotonic() > self._deadline:
+            reason = self._stop_reason = f"deadline of {self.limits.deadline_s} s exceeded"
+        return reason
+
     def _on_epoch(self, _ctx: Any, _data: Any, delta: Any, kind: Any) -> int:
         try:
-            reason = self._stop_reason
-            if reason is None and self._deadline is not None and time.monotonic() > self._deadline:
-                reason = self._stop_reason = f"deadline of {self.limits.deadline_s} s exceeded"
+            reason = self._check_stop()
             if reason is not None:
                 err = ffi.wasmtime_error_new(reason.encode())
                 return ctypes.cast(err, ctypes.c_void_p).value or 0
@@ -297,23 +351,35 @@ class Guest:
                 f"guest {self.label!r} was abandoned while blocked in a host call after an interrupt; "
                 "instantiate its module again"
             )
-        if watch is None:
-            watch = threading.current_thread() is threading.main_thread()
-        self._stop_reason = None
-        limits = self.limits
-        self._deadline = time.monotonic() + limits.deadline_s if limits.deadline_s else None
-        if limits.fuel is not None:
-            self.store.set_fuel(limits.fuel)
-        elif self.session.fuel:
-            self.store.set_fuel(2**63 - 1)
-        self.store.set_epoch_deadline(1)
+        if not self._busy.acquire(blocking=False):
+            raise GuestError(
+                f"guest {self.label!r} is already running a call on another thread; a guest runs one call at a "
+                "time (instantiate its module again for another thread)"
+            )
+        try:
+            if watch is None:
+                watch = threading.current_thread() is threading.main_thread()
+            self._stop_reason = None
+            limits = self.limits
+            self._deadline = time.monotonic() + limits.deadline_s if limits.deadline_s else None
+            if limits.fuel is not None:
+                self.store.set_fuel(limits.fuel)
+            elif self.session.fuel:
+                self.store.set_fuel(2**63 - 1)
+            self.store.set_epoch_deadline(1)
+        except BaseException:
+            self._busy.release()
+            raise
 
         def call() -> Any:
-            self.session._enter()  # in the thread that runs the guest: ticks go on while it does
             try:
-                return self._translate(fn)
+                self.session._enter()  # in the thread that runs the guest: ticks go on while it does
+                try:
+                    return self._translate(fn)
+                finally:
+                    self.session._leave()
             finally:
-                self.session._leave()
+                self._busy.release()  # by the thread that ran it: an abandoned call holds it until it returns
 
         return _watched(call, self) if watch else call()
 
@@ -367,7 +433,11 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
             if guest._abandoned:
                 guest.client.close()
 
-    threading.Thread(target=work, name="wasinn-guest", daemon=True).start()
+    try:
+        worker = _guest_thread(work)
+    except BaseException:
+        guest._busy.release()  # fn never ran, so nothing else will
+        raise
     interrupted_at: float | None = None
     while True:
         try:  # the whole body: Ctrl-C may land on any line of it
@@ -377,6 +447,7 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
             if interrupted_at is not None and not done.is_set():
                 if time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
                     guest._abandoned = True
+                    _ABANDONED.add(worker)
                     raise GuestStopped(
                         "interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned"
                     )
@@ -388,6 +459,45 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
     if interrupted_at is not None:
         raise GuestStopped("interrupted (KeyboardInterrupt)")
     return box.get("value")
+
+
+_ABANDONED: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # workers left inside a host call
+_STACK_LOCK = threading.Lock()
+
+
+def abandoned_workers() -> list[threading.Thread]:
+    """Worker threads of abandoned guests that are still inside their host call.
+
+    A process should not shut its interpreter down under one (a torch forward running while Python finalizes
+    ends in SIGABRT or SIGSEGV): the ``wasinn`` command leaves with ``os._exit`` while any is alive.
+    """
+    return [t for t in list(_ABANDONED) if t.is_alive()]
+
+
+def _guest_thread(target: Callable[[], None]) -> threading.Thread:
+    """Start ``target`` on a daemon thread with ``GUEST_THREAD_STACK`` of native stack, whatever ``ulimit -s`` is.
+
+    The stack size is process-wide state in ``threading``: set it for this one start and put it back.
+    """
+    with _STACK_LOCK:
+        previous = threading.stack_size(GUEST_THREAD_STACK)
+        try:
+            thread = threading.Thread(target=target, name="wasinn-guest", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+    return thread
+
+
+def _weak_call(method: Callable[[], str | None]) -> Callable[[], str | None]:
+    """``method`` through a weak reference (None once its object is gone), for callbacks wasmtime holds on to."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> str | None:
+        bound = ref()
+        return bound() if bound is not None else None
+
+    return call
 
 
 def _frames(trap: Trap) -> list[str]:
@@ -402,11 +512,25 @@ def _frames(trap: Trap) -> list[str]:
 
 
 def _wasi_config(opts: WasiOptions) -> WasiConfig:
+    """wasmtime's WASI context; what it cannot take (text that is not UTF-8, a directory it cannot open) is a
+    GuestError naming the culprit, not an exception from deep inside wasmtime-py."""
     config = WasiConfig()
+    for what, value in [
+        *((f"argument {i}", a) for i, a in enumerate(opts.argv)),
+        *((f"environment variable {k!r}", f"{k}={v}") for k, v in opts.env.items()),
+        *((f"directory {h!r}", f"{h}{g}") for h, g in opts.dirs),
+    ]:
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise GuestError(f"{what} is not valid UTF-8: {value!r} (WASI passes UTF-8 text)") from None
     config.argv = list(opts.argv)
     config.env = list(opts.env.items())
     for host_dir, guest_dir in opts.dirs:
-        config.preopen_dir(str(host_dir), guest_dir)
+        try:
+            config.preopen_dir(str(host_dir), guest_dir)
+        except WasmtimeError as exc:
+            raise GuestError(f"cannot preopen {str(host_dir)!r} as {guest_dir!r}: {exc}") from None
     if opts.stdout is None:
         config.inherit_stdout()
     else:
