@@ -35,7 +35,7 @@ from _common import (
 from wasmtime import FuncType, Linker, Store, ValType
 
 from wasinn_jupyter.host import Host, Session
-from wasinn_jupyter.host.abi.rawfunc import define_i32_func
+from wasinn_jupyter.host.abi.rawfunc import define_u32_func
 
 TARGET = 2.0
 TENSOR_AT = 256  # tensor struct (20 bytes) then its dims
@@ -51,7 +51,7 @@ def floor_guest(session: Session, raw: bool) -> tuple[Store, object]:
     i32 = ValType.i32()
     for name, arity in (("set_input", 3), ("compute", 1), ("get_output", 5)):
         if raw:
-            define_i32_func(linker, "floor", name, arity, lambda caller, *args: 0)
+            define_u32_func(linker, "floor", name, arity, lambda caller, *args: 0)
         else:
             ty = FuncType([i32] * arity, [i32])
             linker.define_func("floor", name, ty, lambda caller, *args: 0, access_caller=True)

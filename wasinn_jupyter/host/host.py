@@ -23,7 +23,7 @@ from .errors import ErrorCode, WasiNNError, fail
 from .handles import ByteBudget, HandleTable, Limits
 from .registry import Entry, Registry, check_encoding
 from .sandbox.remote import Buffer, SandboxProcess
-from .tensors import Tensor
+from .tensors import Tensor, TensorType
 from .timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,11 @@ def _info(entry: Entry) -> GraphInfo:
 
 
 class Client:
-    """One guest's wasi-nn: its graph and context handles, its last error. Not shared between threads."""
+    """One guest's wasi-nn: its graph and context handles, its budget, its last error. Not shared between threads.
+
+    The public methods are the wasi-nn operations; an ABI layer (``abi/witx.py``) only reads guest memory, calls
+    them inside :meth:`call` and writes results and errnos back.
+    """
 
     def __init__(self, host: Host, label: str) -> None:
         self.host = host
@@ -111,10 +115,18 @@ class Client:
         self._record = host.timeline.record
         self._sandboxes: dict[str, SandboxProcess] = {}  # device -> this guest's worker for its `load` models
         self._graph_bytes: dict[int, int] = {}  # handle -> bytes charged for a graph loaded in-process
+        self._depth = 0  # 1 inside a recorded call: the operations it makes are not recorded again
 
     def call(self, call: str, graph: str | None, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
-        """Run ``fn(*args)`` as one wasi-nn call: time it, record it, keep its error message. ABI layers enter here."""
+        """Run ``fn(*args)`` as one wasi-nn call: time it, record it, keep its error message.
+
+        An ABI layer wraps each guest call in this (with its reading of guest memory inside); the operations it
+        then calls are recorded once, by this outermost call.
+        """
+        if self._depth:
+            return fn(*args)
         start = time.perf_counter_ns()
+        self._depth = 1
         try:
             try:
                 result = fn(*args)
@@ -129,14 +141,73 @@ class Client:
             self.host._record_error(f"{self.label}: {call}: {err.message}")
             self._record(call, self.label, graph, start, err.code.value, nbytes)
             raise
+        finally:
+            self._depth = 0
         self._record(call, self.label, graph, start, "ok", nbytes)
         return result
+
+    def _on_context(self, call: str, ctx: int, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
+        """An operation on context ``ctx``, recorded under its graph's name (looked up only when recording)."""
+        if self._depth:
+            return fn(*args)
+        return self.call(call, self.graph_name(ctx), fn, *args, nbytes=nbytes)
 
     def graph_name(self, ctx: int) -> str | None:
         entry = self.contexts.peek(ctx)
         return entry.graph.name if entry is not None else None
 
-    # -- the operations, unrecorded: the public methods below and the ABI layers wrap them in call() -----------
+    # -- the operations: what ABI layers and Python callers use ----------------------------------------------
+
+    def load(self, builders: Sequence[Buffer], encoding: Encoding | str, target: Target | str) -> int:
+        """Load a graph from a guest's bytes (a TorchScript archive: code, so sandboxed by default; see ``_load``).
+
+        ``builders`` may be views of guest memory, valid for this call: the host copies what it keeps.
+        """
+        enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
+        tgt = target if isinstance(target, Target) else Target.parse(target)
+        return self.call("load", None, self._load, builders, enc, tgt, nbytes=sum(len(b) for b in builders))
+
+    def load_by_name(self, name: str, config: str | None = None) -> int:
+        """A handle to the graph registered as ``name``; ``config`` is WasmEdge's JSON text (checked, then unused)."""
+        return self.call("load_by_name", name, self._load_by_name, name, config)
+
+    def unload(self, graph: int) -> None:
+        self.call("unload", None, self._unload, graph)
+
+    def init_execution_context(self, graph: int) -> int:
+        return self.call("init_execution_context", None, self._init_execution_context, graph)
+
+    def finalize_execution_context(self, ctx: int) -> None:
+        self._on_context("finalize_execution_context", ctx, self._finalize_execution_context, ctx)
+
+    def set_input(self, ctx: int, index: int, tensor: Tensor) -> None:
+        self._on_context("set_input", ctx, self._context_call, ctx, "set_input", index, tensor, nbytes=tensor.nbytes)
+
+    def set_input_bytes(self, ctx: int, index: int, dims: tuple[int, ...], ttype: TensorType, data: Buffer) -> None:
+        """Set an input from raw bytes (a view of guest memory, say): checked and admitted to the budget first,
+        then copied once, onto the graph's device."""
+        self._on_context(
+            "set_input", ctx, self._context_call, ctx, "set_input_bytes", index, dims, ttype, data, nbytes=len(data)
+        )
+
+    def compute(self, ctx: int) -> None:
+        self._on_context("compute", ctx, self._context_call, ctx, "compute")
+
+    def get_output(self, ctx: int, index: int) -> Tensor:
+        return self._on_context("get_output", ctx, self._context_call, ctx, "get_output", index)  # type: ignore[no-any-return]
+
+    def compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        nbytes = sum(t.nbytes for t in inputs.values())
+        return self._on_context("compute_named", ctx, self._context_call, ctx, "compute_named", inputs, nbytes=nbytes)  # type: ignore[no-any-return]
+
+    def check_context(self, ctx: int) -> None:
+        """Fail with invalid_argument unless ``ctx`` is one of this guest's open contexts."""
+        self.contexts.get(ctx)
+
+    def _context_call(self, ctx: int, method: str, *args: Any) -> Any:
+        return getattr(self.contexts.get(ctx), method)(*args)
+
+    # -- the operations' work, unrecorded: the methods above wrap it in call() ---------------------------------
 
     def _load(self, builders: Sequence[Buffer], encoding: Encoding, target: Target) -> int:
         """Load guest bytes: code, so by default in this guest's sandbox worker (see :mod:`.sandbox`).
@@ -216,45 +287,6 @@ class Client:
 
     def _finalize_execution_context(self, ctx: int) -> None:
         self.contexts.remove(ctx).close()
-
-    # -- the Python API ----------------------------------------------------------------------------------------
-
-    def load(self, builders: Sequence[bytes], encoding: Encoding | str, target: Target | str) -> int:
-        """Load a graph from bytes: a TorchScript archive (encoding pytorch or autodetect)."""
-        enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
-        tgt = target if isinstance(target, Target) else Target.parse(target)
-        return self.call("load", None, self._load, builders, enc, tgt, nbytes=sum(len(b) for b in builders))
-
-    def load_by_name(self, name: str, config: str | None = None) -> int:
-        """A handle to the graph registered as ``name``; ``config`` is WasmEdge's JSON text (checked, then unused)."""
-        return self.call("load_by_name", name, self._load_by_name, name, config)
-
-    def unload(self, graph: int) -> None:
-        self.call("unload", None, self._unload, graph)
-
-    def init_execution_context(self, graph: int) -> int:
-        return self.call("init_execution_context", None, self._init_execution_context, graph)
-
-    def finalize_execution_context(self, ctx: int) -> None:
-        self.call("finalize_execution_context", self.graph_name(ctx), self._finalize_execution_context, ctx)
-
-    def set_input(self, ctx: int, index: int, tensor: Tensor) -> None:
-        def go() -> None:
-            self.contexts.get(ctx).set_input(index, tensor)
-
-        self.call("set_input", self.graph_name(ctx), go, nbytes=tensor.nbytes)
-
-    def compute(self, ctx: int) -> None:
-        self.call("compute", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute())
-
-    def get_output(self, ctx: int, index: int) -> Tensor:
-        return self.call("get_output", self.graph_name(ctx), lambda: self.contexts.get(ctx).get_output(index))
-
-    def compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        nbytes = sum(t.nbytes for t in inputs.values())
-        return self.call(
-            "compute_named", self.graph_name(ctx), lambda: self.contexts.get(ctx).compute_named(inputs), nbytes=nbytes
-        )
 
     def output_tensors(self, ctx: int) -> tuple[list[Tensor], list[str] | None] | None:
         """What the last compute in ``ctx`` produced, with names where the graph gave them.

@@ -1,8 +1,8 @@
 """Bounds-checked, zero-copy access to a guest's linear memory.
 
-wasmtime hands i32 parameters over as signed Python ints, so every pointer and length is masked to u32 here
-before use, and every span is checked against the memory's current size: a wild pointer becomes
-``invalid_argument``, never a read outside the guest. The numpy view over linear memory is rebuilt only when the
+Pointers and lengths arrive as u32 (``rawfunc`` reads the arguments so, and struct fields unpack so); every span
+is checked against the memory's current size, with Python's unbounded ints (no wrap-around): a wild pointer
+becomes ``invalid_argument``, never a read outside the guest. The numpy view over linear memory is rebuilt only when the
 memory's base or size changed (it goes stale when memory grows), and no view outlives the host call that made it:
 whatever the host keeps is copied out.
 """
@@ -54,9 +54,7 @@ class GuestMemory:
         return self._size
 
     def _check(self, ptr: int, length: int, what: str) -> tuple[int, int]:
-        ptr &= U32
-        length &= U32
-        if ptr + length > self._size:
+        if ptr < 0 or length < 0 or ptr + length > self._size:
             fail(
                 ErrorCode.INVALID_ARGUMENT,
                 f"{what}: {length} bytes at 0x{ptr:x} run past the end of linear memory ({self._size} bytes)",

@@ -22,7 +22,7 @@ import wasmtime._func as wasmtime_func
 from wasmtime import FuncType, Linker, Trap, ValType
 from wasmtime import _ffi as ffi
 
-_I32 = ctypes.POINTER(ctypes.c_int32)
+_U32 = ctypes.POINTER(ctypes.c_uint32)
 _SLOT = ctypes.sizeof(ffi.wasmtime_val_raw_t) // 4  # raw values are 16 bytes; an i32 sits at the start of one
 
 # Callbacks stay alive for as long as wasmtime holds a function made from them: it calls _release when the last
@@ -61,15 +61,17 @@ class RawCaller:
 HostFn = Callable[..., int]
 
 
-def define_i32_func(linker: Linker, module: str, name: str, arity: int, fn: HostFn) -> None:
-    """Define ``module.name`` as ``(i32 x arity) -> i32``, calling ``fn(caller, *args)`` with signed ints."""
+def define_u32_func(linker: Linker, module: str, name: str, arity: int, fn: HostFn) -> None:
+    """Define ``module.name`` as ``(i32 x arity) -> i32``, calling ``fn(caller, *args)`` with the arguments read
+    as unsigned: the one place u32 arguments are made (every witx parameter is a pointer, length, handle, index
+    or enum, all u32), so no handler masks."""
     offsets = [_SLOT * i for i in range(arity)]
     cast = ctypes.cast
 
     def callback(_env: Any, caller: Any, values: Any, _count: int) -> int:
         try:
-            slots = cast(values, _I32)
-            slots[0] = fn(RawCaller(caller), *[slots[o] for o in offsets])
+            slots = cast(values, _U32)
+            slots[0] = fn(RawCaller(caller), *[slots[o] for o in offsets]) & 0xFFFFFFFF
             return 0
         except BaseException as exc:  # noqa: BLE001 - re-raised by wasmtime-py in the caller of the guest
             wasmtime_func.LAST_EXCEPTION = exc  # type: ignore[assignment]

@@ -1,7 +1,8 @@
 """The legacy witx ABI, ``wasi_ephemeral_nn``, as WasmEdge, wasmtime and the Rust ``wasi-nn`` crate use it.
 
-This module only translates: it reads arguments out of guest memory, calls the guest's :class:`Client`, writes
-results back and turns every failure into an errno. It never touches torch and never lets an exception reach
+This module only translates: it reads arguments out of guest memory, calls the guest's :class:`Client`'s public
+operations, writes results back and turns every failure into an errno. Arguments arrive as u32 (``rawfunc``). It
+never touches torch and never lets an exception reach
 wasmtime (an exception there would tear the guest down, and some wasmtime paths abort the process).
 
 Layouts (wasi-nn-abi.md): a tensor is 20 bytes ``{u32 dims_ptr, u32 dims_len, u8 type, 3 bytes padding,
@@ -20,10 +21,10 @@ from wasmtime import Linker
 
 from ..encodings import Encoding, Target
 from ..errors import SUCCESS, Dialect, ErrorCode, WasiNNError, fail, witx_errno
-from ..host import Client, check_model_size
-from ..tensors import MAX_RANK, Tensor, check_type_code
+from ..host import Client
+from ..tensors import MAX_RANK, check_type_code
 from .memory import GuestMemory
-from .rawfunc import define_i32_func
+from .rawfunc import define_u32_func
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class WitxBinding:
 
     def define(self, linker: Linker) -> None:
         for name, arity in SIGNATURES.items():
-            define_i32_func(linker, MODULE, name, arity, self._entry(name, getattr(self, name)))
+            define_u32_func(linker, MODULE, name, arity, self._entry(name, getattr(self, name)))
 
     def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
         client = self.client
@@ -105,7 +106,7 @@ class WitxBinding:
 
         def entry(caller: Any, *args: int) -> int:
             try:
-                run(call, graph_of(args[0] & 0xFFFFFFFF) if graph_of else None, work, caller, *args)
+                run(call, graph_of(args[0]) if graph_of else None, work, caller, *args)
                 return SUCCESS
             except WasiNNError as err:
                 return witx_errno(err, self.dialect)
@@ -120,25 +121,21 @@ class WitxBinding:
 
     def load(self, builders_ptr: int, builders_len: int, encoding: int, target: int, out_graph: int) -> None:
         m = self.memory
-        count = builders_len & 0xFFFFFFFF
-        if count > MAX_BUILDERS:
-            fail(ErrorCode.INVALID_ARGUMENT, f"{count} graph builders; at most {MAX_BUILDERS} are accepted")
+        if builders_len > MAX_BUILDERS:
+            fail(ErrorCode.INVALID_ARGUMENT, f"{builders_len} graph builders; at most {MAX_BUILDERS} are accepted")
         m.check_u32(out_graph, "load: graph out-pointer")
-        enc = Encoding.from_witx(encoding & 0xFFFFFFFF)
-        tgt = Target.from_witx(target & 0xFFFFFFFF)
-        m.span(builders_ptr, count * BUILDER.size, "load: graph builder array")
-        spans = [m.unpack(BUILDER, builders_ptr + i * BUILDER.size, "load: graph builder") for i in range(count)]
-        for i, (ptr, length) in enumerate(spans):  # bounds before size: a builder outside memory is a wild pointer
-            m.span(ptr, length, f"load: graph builder {i}")
-        check_model_size(sum(length for _, length in spans), self.client.host.limits.max_model_bytes)
-        # views of guest memory, valid during this call: the client charges and makes the one copy it keeps
+        enc = Encoding.from_witx(encoding)
+        tgt = Target.from_witx(target)
+        m.span(builders_ptr, builders_len * BUILDER.size, "load: graph builder array")
+        spans = [m.unpack(BUILDER, builders_ptr + i * BUILDER.size, "load: graph builder") for i in range(builders_len)]
+        # views of guest memory, valid during this call (a builder outside memory is a wild pointer): the client
+        # checks the sizes and the budget before it copies
         builders = [m.span(ptr, length, f"load: graph builder {i}") for i, (ptr, length) in enumerate(spans)]
-        handle = self.client._load(builders, enc, tgt)
-        m.write_u32(out_graph, handle, "load: graph out-pointer")
+        m.write_u32(out_graph, self.client.load(builders, enc, tgt), "load: graph out-pointer")
 
     def _name(self, ptr: int, length: int, what: str) -> str:
-        if length & 0xFFFFFFFF > MAX_NAME:
-            fail(ErrorCode.INVALID_ARGUMENT, f"{what}: a name of {length & 0xFFFFFFFF} bytes is too long")
+        if length > MAX_NAME:
+            fail(ErrorCode.INVALID_ARGUMENT, f"{what}: a name of {length} bytes is too long")
         raw = self.memory.read_bytes(ptr, length, what)
         try:
             return raw.decode("utf-8")
@@ -147,7 +144,7 @@ class WitxBinding:
 
     def load_by_name(self, name_ptr: int, name_len: int, out_graph: int) -> None:
         self.memory.check_u32(out_graph, "load_by_name: graph out-pointer")
-        handle = self.client._load_by_name(self._name(name_ptr, name_len, "load_by_name"))
+        handle = self.client.load_by_name(self._name(name_ptr, name_len, "load_by_name"))
         self.memory.write_u32(out_graph, handle, "load_by_name: graph out-pointer")
 
     def load_by_name_with_config(
@@ -156,58 +153,55 @@ class WitxBinding:
         m = self.memory
         m.check_u32(out_graph, "load_by_name_with_config: graph out-pointer")
         name = self._name(name_ptr, name_len, "load_by_name_with_config")
-        if config_len & 0xFFFFFFFF > 1 << 20:
+        if config_len > 1 << 20:
             fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config over 1 MiB")
         config = m.read_bytes(config_ptr, config_len, "load_by_name_with_config: config").decode("utf-8", "replace")
-        handle = self.client._load_by_name(name, config)
+        handle = self.client.load_by_name(name, config)
         m.write_u32(out_graph, handle, "load_by_name_with_config: graph out-pointer")
 
     def init_execution_context(self, graph: int, out_ctx: int) -> None:
         self.memory.check_u32(out_ctx, "init_execution_context: context out-pointer")
-        handle = self.client._init_execution_context(graph & 0xFFFFFFFF)
+        handle = self.client.init_execution_context(graph)
         self.memory.write_u32(out_ctx, handle, "init_execution_context: context out-pointer")
 
     def set_input(self, ctx: int, index: int, tensor_ptr: int) -> None:
         m = self.memory
-        context = self.client.contexts.get(ctx & 0xFFFFFFFF)
+        self.client.check_context(ctx)  # a bad handle is reported before a bad tensor
         dims_ptr, dims_len, type_code, data_ptr, data_len = m.unpack(TENSOR, tensor_ptr, "set_input: tensor")
         ttype = check_type_code(type_code)
         if dims_len > MAX_RANK:
             fail(ErrorCode.INVALID_ARGUMENT, f"set_input: rank {dims_len} is over the maximum of {MAX_RANK}")
         dims = m.unpack(DIMS[dims_len], dims_ptr, "set_input: tensor dims") if dims_len else ()
-        data = m.span(data_ptr, data_len, "set_input: tensor data")
-        index &= 0xFFFFFFFF
-        context.admit(index, data_len)  # before copying: a refused input costs the host nothing
-        context.store_input(index, Tensor.from_guest(dims, ttype, data, context.graph.device))
+        self.client.set_input_bytes(ctx, index, dims, ttype, m.span(data_ptr, data_len, "set_input: tensor data"))
 
     def compute(self, ctx: int) -> None:
-        self.client.contexts.get(ctx & 0xFFFFFFFF).compute()
+        self.client.compute(ctx)
 
     def get_output(self, ctx: int, index: int, out_ptr: int, out_max: int, out_written: int) -> None:
         m = self.memory
         m.check_u32(out_written, "get_output: bytes-written out-pointer")
-        tensor = self.client.contexts.get(ctx & 0xFFFFFFFF).get_output(index & 0xFFFFFFFF)
+        tensor = self.client.get_output(ctx, index)
         nbytes = tensor.nbytes
-        if nbytes > out_max & 0xFFFFFFFF:
+        if nbytes > out_max:
             # the size needed, saturated: an output of 4 GiB or more can never fit, and a guest that retries with
             # bytes_written as its buffer size must not be told 0
             m.write_u32(out_written, min(nbytes, 0xFFFFFFFF), "get_output: bytes-written out-pointer")
             fail(
                 ErrorCode.TOO_LARGE,
-                f"get_output: output {index} is {nbytes} bytes, the buffer {out_max & 0xFFFFFFFF}; "
+                f"get_output: output {index} is {nbytes} bytes, the buffer {out_max}; "
                 "the size needed is in bytes_written",
             )
         tensor.copy_into(m.span(out_ptr, nbytes, "get_output: output buffer"))
         m.write_u32(out_written, nbytes, "get_output: bytes-written out-pointer")
 
     def unload(self, graph: int) -> None:
-        self.client._unload(graph & 0xFFFFFFFF)
+        self.client.unload(graph)
 
     def finalize_execution_context(self, ctx: int) -> None:
-        self.client._finalize_execution_context(ctx & 0xFFFFFFFF)
+        self.client.finalize_execution_context(ctx)
 
     def compute_single(self, ctx: int) -> None:
-        self.client.contexts.get(ctx & 0xFFFFFFFF)
+        self.client.check_context(ctx)
         fail(ErrorCode.UNSUPPORTED_OPERATION, "compute_single (token streaming) needs a prompt graph; this is not one")
 
     def get_output_single(self, ctx: int, index: int, out_ptr: int, out_max: int, out_written: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ErrorCode, WasiNNError, fail
 from ..handles import ByteBudget
-from ..tensors import Tensor
+from ..tensors import Tensor, TensorType
 
 # A graph accepts at most this many positional inputs; it bounds what a hostile index can make the host allocate.
 MAX_INPUTS = 1024
@@ -93,6 +93,11 @@ class ExecutionContext:
         self.output_names: list[str] | None = None
         self._output_bytes = 0  # charged on their own: an output may alias an input that is replaced later
         self._busy = threading.Lock()
+
+    def set_input_bytes(self, index: int, dims: tuple[int, ...], ttype: TensorType, data: Any) -> None:
+        """An input from raw bytes (a view of guest memory, say): admitted before the one copy, onto the device."""
+        self.admit(index, len(data))  # a refused input costs the host nothing
+        self.store_input(index, Tensor.from_guest(dims, ttype, data, self.graph.device))
 
     def admit(self, index: int, nbytes: int) -> None:
         """Fail before the caller copies ``nbytes`` for input ``index`` if it could not be set."""
