@@ -172,6 +172,8 @@ def cases(target: str = "cpu") -> list[Case]:
         dims = (*shape, 0, 0, 0, 0, 0)[:5]
         add(group, f"{type_name}{_dims(shape)}", "echo", TYPES[type_name], len(shape), *dims)
 
+    shape: tuple[int, ...]
+    shapes: tuple[int, ...]
     # every tensor type, an even and an odd element count
     for type_name in TYPES:
         for shape in ((2, 3), (17,)):
@@ -257,7 +259,7 @@ def cases(target: str = "cpu") -> list[Case]:
             garbage,
             notes="the 3 bytes after the type byte are padding: only the type byte may be read",
         )
-    for type_name, shape, delta in (
+    for type_name, shape_at, delta in (
         ("f32", 2, 1),
         ("f32", 2, -1),
         ("f32", 2, -24),
@@ -269,10 +271,10 @@ def cases(target: str = "cpu") -> list[Case]:
     ):
         add(
             "tensors",
-            f"{type_name}{_dims(SHAPES[shape])}-data-len{delta:+d}",
+            f"{type_name}{_dims(SHAPES[shape_at])}-data-len{delta:+d}",
             "mismatch",
             TYPES[type_name],
-            shape,
+            shape_at,
             delta & 0xFFFFFFFF,
             expect=INVALID_ARGUMENT,
         )
@@ -300,7 +302,7 @@ def cases(target: str = "cpu") -> list[Case]:
         add("outputs", f"{n}-outputs-index-{index:#x}", "output_index", n, index, expect=INVALID_ARGUMENT)
 
     # output buffers too small: too_large with the size needed, then a retry with that size
-    for type_name, shape, short in (
+    for type_name, shape_at, short in (
         ("f32", 2, 1),
         ("f32", 2, 24),
         ("i64", 5, 8),
@@ -310,10 +312,10 @@ def cases(target: str = "cpu") -> list[Case]:
     ):
         add(
             "buffers",
-            f"{type_name}{_dims(SHAPES[shape])}-{short}-bytes-short",
+            f"{type_name}{_dims(SHAPES[shape_at])}-{short}-bytes-short",
             "short_buffer",
             TYPES[type_name],
-            shape,
+            shape_at,
             short,
             expect="too_large (7) with the size needed in bytes_written",
         )

@@ -123,8 +123,8 @@ def wit_code(error: WasiNNError) -> str:
     ):
         return ErrorCode.UNKNOWN.value
     if error.code is ErrorCode.MODEL_NOT_FOUND:
-        return ErrorCode.NOT_FOUND.value
-    return error.code.value
+        return str(ErrorCode.NOT_FOUND.value)
+    return str(error.code.value)
 
 
 class UnknownGraphName(WasiNNError):

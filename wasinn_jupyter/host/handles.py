@@ -55,7 +55,9 @@ class Limits:
 
     def guest_model_mode(self) -> str:
         """``guest_models`` as one of :data:`GUEST_MODEL_MODES` (it may have been set to a bool after creation)."""
-        mode = {True: "sandbox", False: "off"}.get(self.guest_models, self.guest_models)  # type: ignore[call-overload]
+        mode = self.guest_models
+        if isinstance(mode, bool):
+            mode = "sandbox" if mode else "off"
         if mode not in GUEST_MODEL_MODES:
             raise ValueError(f"guest_models must be one of {', '.join(GUEST_MODEL_MODES)}, not {mode!r}")
         return str(mode)

@@ -204,11 +204,12 @@ class Client:
     def get_output(self, ctx: int, index: int) -> Tensor:
         if self._depth:
             return self.contexts.get(ctx).get_output(index)
-        return self._on_context("get_output", ctx, self._context_call, ctx, "get_output", index)  # type: ignore[no-any-return]
+        tensor: Tensor = self._on_context("get_output", ctx, self._context_call, ctx, "get_output", index)
+        return tensor
 
     def compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         nbytes = sum(t.nbytes for t in inputs.values())
-        return self._on_context("compute_named", ctx, self._context_call, ctx, "compute_named", inputs, nbytes=nbytes)  # type: ignore[no-any-return]
+        return self._on_context("compute_named", ctx, self._context_call, ctx, "compute_named", inputs, nbytes=nbytes)
 
     def check_context(self, ctx: int) -> None:
         """Fail with invalid_argument unless ``ctx`` is one of this guest's open contexts."""

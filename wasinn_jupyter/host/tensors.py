@@ -33,7 +33,8 @@ class TensorType:
     def torch_dtype(self) -> torch.dtype:
         import torch
 
-        return getattr(torch, self.torch_name)
+        dtype: torch.dtype = getattr(torch, self.torch_name)
+        return dtype
 
     def __str__(self) -> str:
         return self.name
@@ -164,7 +165,7 @@ class Tensor:
         if isinstance(data, np.ndarray):
             if not self.nbytes:  # torch cannot view an empty byte tensor as a wider type
                 return torch.empty(self.dims, dtype=self.type.torch_dtype(), device=device)
-            flat = torch.from_numpy(self.raw())  # type: ignore[arg-type]
+            flat = torch.from_numpy(self.raw())
             data = flat.view(self.type.torch_dtype()).view(self.dims)
             if device == "cpu":
                 return data

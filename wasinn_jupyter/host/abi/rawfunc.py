@@ -31,9 +31,11 @@ _LIVE: dict[int, Any] = {}
 _keys = itertools.count(1)
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _release(key: int | None) -> None:
+def _release_key(key: int | None) -> None:
     _LIVE.pop(key or 0, None)
+
+
+_release = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_release_key)
 
 
 class RawCaller:

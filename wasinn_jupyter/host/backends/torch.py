@@ -47,7 +47,7 @@ def _declared_entries(head: bytes) -> int:
     z64 = head.rfind(b"PK\x06\x06", 0, at)
     if count == 0xFFFF and z64 >= 0 and at - z64 >= _EOCD64.size:
         count = _EOCD64.unpack_from(head, z64)[7]
-    return count
+    return int(count)
 
 
 def archive_kind(source: bytes | Path, max_bytes: int) -> str:
@@ -144,7 +144,7 @@ def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGrap
     import torch
 
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location=device)
+        module = torch.jit.load(io.BytesIO(data), map_location=device)  # type: ignore[no-untyped-call]
     except Exception as exc:
         if out_of_host_memory(exc):
             why = "a guest's models live within its budget, max_guest_bytes"
@@ -197,7 +197,7 @@ def load_path(path: Path, device: str, name: str, max_bytes: int, suffix: str | 
     try:
         if kind == EXPORT:
             return from_exported(torch.export.load(str(path)), device, name, source=str(path))
-        module = torch.jit.load(str(path), map_location=device)
+        module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
     except WasiNNError:
         raise
     except Exception as exc:
@@ -258,7 +258,7 @@ def _signature_inputs(module: Any) -> list[TensorInfo] | None:
 
     if isinstance(module, torch.jit.ScriptModule):
         try:
-            args = module.forward.schema.arguments[1:]
+            args = module.forward.schema.arguments[1:]  # type: ignore[attr-defined]
         except (AttributeError, RuntimeError):
             return None
         return [TensorInfo(a.name) for a in args]
@@ -293,7 +293,7 @@ class TorchGraph(Graph):
     def input_names(self) -> list[str] | None:
         return self._input_names
 
-    def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:  # type: ignore[override]
+    def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:
         import torch
 
         if self._input_names is not None and len(inputs) != len(self._input_names):

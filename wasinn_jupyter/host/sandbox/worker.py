@@ -199,10 +199,12 @@ class Zygote:
             except EOFError:
                 return
             op = message.get("op")
+            reply: dict[str, object]
             if op == "fork" and len(fds) == 1:
                 reply = {"ok": True, "pid": self.fork(fds[0], int(message["budget"]), str(message["device"]))}
             elif op == "status":
-                reply = {"ok": True, "status": self.statuses.get(message.get("pid"))}  # type: ignore[arg-type]
+                pid = message.get("pid")
+                reply = {"ok": True, "status": self.statuses.get(pid) if type(pid) is int else None}
             else:
                 reply = {"ok": False, "message": f"unknown request {op!r}"}
             for fd in fds:
