@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from wasinn_jupyter.host import Host
-from wasinn_jupyter.host.abi.witx import MODULE, SIGNATURES, WASMEDGE_ONLY
+from wasinn_jupyter.host.abi.dialect import WASMEDGE_ONLY_IMPORTS
+from wasinn_jupyter.host.abi.witx import MODULE, SIGNATURES
 from wasinn_jupyter.host.errors import Dialect, ErrorCode
 from wasinn_jupyter.host.tensors import TENSOR_TYPES
 
@@ -174,7 +175,7 @@ def test_unknown_name_is_not_found_with_the_names_that_exist(abi) -> None:
 
 def test_wasmedge_guests_get_model_not_found(make_abi) -> None:
     """A guest importing a WasmEdge-only function is answered as WasmEdge would: 103 for an unknown name."""
-    plain = {k: v for k, v in SIGNATURES.items() if k not in WASMEDGE_ONLY}
+    plain = {k: v for k, v in SIGNATURES.items() if k not in WASMEDGE_ONLY_IMPORTS}
     spec_guest = make_abi("auto", plain)
     edge_guest = make_abi("auto", SIGNATURES)
     assert (spec_guest.guest.dialect, edge_guest.guest.dialect) == (Dialect.SPEC, Dialect.WASMEDGE)

@@ -35,18 +35,6 @@ DIMS = [struct.Struct(f"<{n}I") for n in range(MAX_RANK + 1)]
 MAX_BUILDERS = 64
 MAX_NAME = 4096
 
-# Functions only WasmEdge defines: a guest that imports one was built for WasmEdge and expects its errnos.
-WASMEDGE_ONLY = frozenset(
-    {
-        "load_by_name_with_config",
-        "unload",
-        "finalize_execution_context",
-        "compute_single",
-        "get_output_single",
-        "fini_single",
-    }
-)
-
 # Calls that never touch guest memory (no need to re-validate the view), and calls whose first argument is a
 # context (the timeline records the graph's name for them).
 NO_MEMORY = frozenset({"compute", "unload", "finalize_execution_context", "compute_single", "fini_single"})
@@ -69,11 +57,6 @@ SIGNATURES: dict[str, int] = {
     "get_output_single": 5,
     "fini_single": 1,
 }
-
-
-def dialect_for(import_names: set[str]) -> Dialect:
-    """WasmEdge's errnos for a guest that imports a WasmEdge-only function, the spec's otherwise."""
-    return Dialect.WASMEDGE if import_names & WASMEDGE_ONLY else Dialect.SPEC
 
 
 class WitxBinding:
