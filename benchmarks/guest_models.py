@@ -54,6 +54,9 @@ def call(client: Client, ctx: int, x: Tensor, k: int) -> float:
 def main() -> None:
     p = parser(__doc__.splitlines()[0], reps=40, device=True)
     args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("(d) --device cuda: CUDA is not available here; nothing measured")
+        return
     target = "gpu" if args.device == "cuda" else "cpu"
     sandboxed = Host(limits=Limits(guest_models="sandbox")).client("sandboxed")
     in_process = Host(limits=Limits(guest_models="in-process")).client("in-process")

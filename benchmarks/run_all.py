@@ -1,6 +1,6 @@
-"""Run the three benchmarks, each in its own process, and print a summary table.
+"""Run the four benchmarks, each in its own process, and print a summary table.
 
-    python benchmarks/run_all.py [--device cpu|cuda] [--only echo_roundtrip,large_tensor,cnn_model]
+    python benchmarks/run_all.py [--device cpu|cuda] [--only echo_roundtrip,large_tensor,cnn_model,guest_models]
 
 Each script prints its own detail as it runs; the table at the end repeats the judged figures. A MISS is reported,
 not raised: the exit status is 0 unless a script itself fails.
@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model")
-WITH_DEVICE = {"large_tensor", "cnn_model"}
+SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model", "guest_models")
+WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models"}
 
 
 def fmt(seconds: float, unit: str) -> str:
@@ -26,7 +26,9 @@ def fmt(seconds: float, unit: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="for large_tensor and cnn_model")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="for large_tensor, cnn_model and guest_models"
+    )
     p.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated subset of the scripts")
     args = p.parse_args(argv)
 
