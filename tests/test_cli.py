@@ -107,3 +107,178 @@ def test_conformance_command(tmp_path, capsys) -> None:
     assert '"passed": 12' in (tmp_path / "report.json").read_text()
     assert main(["conformance", "--emit", str(tmp_path / "suite")]) == 0
     assert (tmp_path / "suite" / "cases.json").is_file() and (tmp_path / "suite" / "echo.wasm").is_file()
+
+
+# -- stopping -----------------------------------------------------------------------------------------------------
+
+# Says "computing" on stdout, then computes graph "slow" once.
+SLOW_GUEST = r"""(module
+  (import "wasi_ephemeral_nn" "load_by_name" (func $lbn (param i32 i32 i32) (result i32)))
+  (import "wasi_ephemeral_nn" "init_execution_context" (func $init (param i32 i32) (result i32)))
+  (import "wasi_ephemeral_nn" "set_input" (func $set (param i32 i32 i32) (result i32)))
+  (import "wasi_ephemeral_nn" "compute" (func $compute (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "slow")
+  (data (i32.const 16) "\01\00\00\00")
+  (data (i32.const 32) "\10\00\00\00\01\00\00\00\01\00\00\00\00\01\00\00\04\00\00\00")
+  (data (i32.const 300) "computing\n")
+  (func (export "_start")
+    (if (call $lbn (i32.const 0) (i32.const 4) (i32.const 100)) (then unreachable))
+    (if (call $init (i32.load (i32.const 100)) (i32.const 104)) (then unreachable))
+    (if (call $set (i32.load (i32.const 104)) (i32.const 0) (i32.const 32)) (then unreachable))
+    (i32.store (i32.const 200) (i32.const 300))
+    (i32.store (i32.const 204) (i32.const 10))
+    (drop (call $fd_write (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))
+    (drop (call $compute (i32.load (i32.const 104))))))
+"""
+
+
+class Slow(torch.nn.Module):
+    """Minutes of matrix products: Ctrl-C lands inside torch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.ones(128, 128)
+        for _ in range(10_000_000):
+            a = torch.mm(a, a) / 128.0
+        return x + a.sum()
+
+
+def wasinn(*args: str, **kwargs) -> subprocess.Popen:
+    """The command as a user runs it: its own process, its own interpreter shutdown."""
+    return subprocess.Popen([sys.executable, "-m", "wasinn_jupyter.cli", *args], text=True, **kwargs)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
+def test_ctrl_c_during_a_long_compute_ends_with_130_every_time(tmp_path) -> None:
+    import signal
+    import time
+
+    model = tmp_path / "slow.pt"
+    torch.jit.save(torch.jit.script(Slow()), str(model))
+    guest = tmp_path / "slow.wat"
+    guest.write_text(SLOW_GUEST)
+    for attempt in range(5):
+        proc = wasinn("run", "--nn-preload", f"slow:pytorch:cpu:{model}", str(guest),
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "computing\n"
+            time.sleep(0.3)  # inside torch by now
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == 130, (attempt, proc.returncode, err[-2000:])
+        assert "Traceback" not in err and "interrupted" in err
+
+
+def test_a_deadline_stops_a_guest_sleeping_in_wasi(tmp_path) -> None:
+    import time
+
+    guest = tmp_path / "sleep.wat"
+    guest.write_text(
+        """(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 16) (i32.const 1))  ;; clock: monotonic
+    (i64.store (i32.const 24) (i64.const 30000000000))  ;; 30 s, relative
+    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256)))))"""
+    )
+    start = time.monotonic()
+    proc = wasinn("run", "--deadline", "1", str(guest), stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "deadline of 1.0 s exceeded" in err
+    assert time.monotonic() - start < 25  # not the 30 s asked for
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs ulimit")
+def test_deep_recursion_traps_under_a_small_stack_limit(tmp_path) -> None:
+    guest = tmp_path / "recurse.wat"
+    guest.write_text(
+        """(module
+  (func $deep (param i32) (result i32) (i32.add (call $deep (local.get 0)) (i32.const 1)))
+  (func (export "_start") (drop (call $deep (i32.const 0)))))"""
+    )
+    command = f'ulimit -s 512 && exec {sys.executable} -m wasinn_jupyter.cli run "$0"'
+    done = subprocess.run(["bash", "-c", command, str(guest)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 134, done.stderr[-2000:]
+    assert "stack" in done.stderr
+
+
+# -- bad input: one line, no traceback ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--dir", "::x", "g.wat"],
+        ["run", "--dir", ":", "g.wat"],
+        ["run", "--dir", "/tmp::", "g.wat"],
+        ["run", "--dir", "\udcff", "g.wat"],
+        ["run", "--env", "KEY=\udcff", "g.wat"],
+        ["run", "g.wat", "ok", "\udcff"],
+        ["run", "--deadline", "nan", "g.wat"],
+        ["run", "--deadline", "0", "g.wat"],
+        ["run", "--deadline", "-1", "g.wat"],
+        ["run", "--deadline", "inf", "g.wat"],
+        ["run", "--max-memory", "-1", "g.wat"],
+        ["run", "--fuel", "-3", "g.wat"],
+    ],
+)
+def test_bad_arguments_are_one_line_usage_errors(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_guest_that_cannot_be_read_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "binary.wat").write_bytes(b"\xff\xfe\x00garbage")
+    for guest, words in [
+        (tmp_path / "binary.wat", "neither wasm"),
+        (tmp_path, "Is a directory"),
+        (tmp_path / "absent.wasm", "No such file"),
+    ]:
+        assert main(["run", str(guest)]) == 1
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+# -- WasmEdge's errnos -------------------------------------------------------------------------------------------
+
+# WasmEdge's GGML model-not-found test guest, in WAT: imports only load_by_name, prints "Model not found" when
+# load_by_name("default") answers WasmEdge's 103, else exits with the errno.
+MODEL_NOT_FOUND = r"""(module
+  (import "wasi_ephemeral_nn" "load_by_name" (func $load_by_name (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "default")
+  (data (i32.const 32) "Model not found\n")
+  (func ${name} (result i32) (call $load_by_name (i32.const 0) (i32.const 7) (i32.const 64)))
+  (func (export "_start") (local $errno i32)
+    (local.set $errno (call ${name}))
+    (if (i32.ne (local.get $errno) (i32.const 103)) (then (call $proc_exit (local.get $errno))))
+    (i32.store (i32.const 16) (i32.const 32))
+    (i32.store (i32.const 20) (i32.const 16))
+    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))))
+"""
+
+
+def test_wasmedge_model_not_found_guest(tmp_path, capfd) -> None:
+    plain = tmp_path / "plain.wat"
+    plain.write_text(MODEL_NOT_FOUND.replace("${name}", "$load"))
+    built_with_the_crate = tmp_path / "crate.wat"
+    built_with_the_crate.write_text(MODEL_NOT_FOUND.replace("${name}", "$wasmedge_wasi_nn::graph::load_by_name"))
+    # wasmedge --dir .:. --nn-preload default:GGML:AUTO:model-not-found.gguf wasmedge-ggml-model-not-found.wasm
+    ggml = ["--nn-preload", f"default:GGML:AUTO:{tmp_path}/model-not-found.gguf"]
+    assert main(["run", *ggml, str(plain), "default"]) == 0
+    captured = capfd.readouterr()
+    assert "Model not found" in captured.out and "not run by this host" in captured.err
+    assert main(["run", str(built_with_the_crate), "default"]) == 0  # its symbols in the name section
+    assert "Model not found" in capfd.readouterr().out
+    assert main(["run", str(plain)]) == 8  # a spec guest still gets not_found
+    assert main(["run", "--errno-dialect", "spec", *ggml, str(built_with_the_crate)]) == 8  # the override wins

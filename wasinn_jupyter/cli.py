@@ -6,8 +6,12 @@
 
 ``--nn-preload`` is WasmEdge's flag, ``--nn-graph`` wasmtime's (``--wasi nn-graph=ENCODING::DIR``): the graph is
 named after the directory and read from ``DIR/model.pt``. A ``--dir`` with one colon is WasmEdge's ``GUEST:HOST``.
-Encoding and target names are case-insensitive. Exit codes: the guest's own; 1 when the host could not set up
-(bad model, guest does not compile); 2 for usage errors; 130 when interrupted; 134 when the guest trapped.
+Encoding and target names are case-insensitive. A preload with an encoding only WasmEdge runs (ggml, whisper...)
+is skipped with a warning, so the guest's ``load_by_name`` answers model-not-found, and it makes the guest get
+WasmEdge's errnos unless ``--errno-dialect`` says otherwise. Exit codes: the guest's own; 1 when the host could not
+set up (bad model, unreadable guest, guest does not compile); 2 for usage errors (one line, no traceback); 130
+when stopped (interrupted, deadline, fuel); 134 when the guest trapped. A guest left blocked in a host call by
+Ctrl-C does not keep the command alive: it leaves with ``os._exit`` rather than shut Python down under it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,35 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .host import GuestError, GuestLimits, GuestStopped, GuestTrap, Host, Session, WasiNNError, WasiOptions
+from .host.abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
 from .host.encodings import Encoding, Target
+from .host.session import abandoned_workers
+
+log = logging.getLogger("wasinn")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit 2), not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _utf8(text: str, what: str) -> str:
+    """Arguments arrive surrogate-escaped when they are not UTF-8; WASI (and wasmtime-py) take UTF-8 text only."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is not valid UTF-8") from None
+    return text
 
 
 def _dir(spec: str) -> tuple[str, str]:
@@ -30,6 +57,9 @@ def _dir(spec: str) -> tuple[str, str]:
         guest, host = spec.split(":", 1)  # WasmEdge's GUEST:HOST
     else:
         host = guest = spec
+    if not host or not guest:
+        raise argparse.ArgumentTypeError(f"--dir {spec!r}: expected HOST::GUEST, GUEST:HOST or a directory")
+    _utf8(spec, "--dir")
     if not Path(host).is_dir():
         raise argparse.ArgumentTypeError(f"--dir {spec}: {host} is not a directory")
     return host, guest
@@ -61,11 +91,38 @@ def _env(spec: str) -> tuple[str, str]:
     key, sep, value = spec.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--env {spec!r}: expected KEY=VALUE")
+    _utf8(spec, "--env")
     return key, value
 
 
+def _guest_arg(text: str) -> str:
+    return _utf8(text, "guest argument")
+
+
+def _seconds(text: str) -> float:
+    """A deadline: NaN, infinity, zero or less would each quietly mean "no limit" (or none at all)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number of seconds above 0")
+    return value
+
+
+def _count(text: str) -> int:
+    """A byte or fuel count: a whole number from 0 (wasmtime takes them as u64; we keep them below 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63 - 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wasinn", description="A wasi-nn host backed by PyTorch.")
+    parser = _Parser(prog="wasinn", description="A wasi-nn host backed by PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the host does")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -83,12 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-fallback", action="store_true", help="run gpu graphs on the CPU when there is no CUDA")
     run.add_argument("--model-dir", action="append", help="allow model files only below these directories")
     run.add_argument("--errno-dialect", choices=["auto", "spec", "wasmedge"], default="auto")
-    run.add_argument("--deadline", type=float, help="stop the guest after this many seconds")
-    run.add_argument("--fuel", type=int, help="stop the guest after this much fuel")
-    run.add_argument("--max-memory", type=int, default=GuestLimits.memory_bytes, help="guest memory limit, bytes")
+    run.add_argument("--deadline", type=_seconds, help="stop the guest after this many seconds")
+    run.add_argument("--fuel", type=_count, help="stop the guest after this much fuel")
+    run.add_argument("--max-memory", type=_count, default=GuestLimits.memory_bytes, help="guest memory limit, bytes")
     run.add_argument("--timeline", action="store_true", help="print a summary of the wasi-nn calls at exit")
     run.add_argument("guest", type=Path)
-    run.add_argument("args", nargs=argparse.REMAINDER)
+    run.add_argument("args", nargs=argparse.REMAINDER, type=_guest_arg)
 
     conf = sub.add_parser("conformance", help="run the echo-model conformance suite against this host")
     conf.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
@@ -99,31 +156,58 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="wasinn: %(message)s")
-    if args.command == "run":
-        return _run(args)
-    return _conformance(args)
+    """The command. Given no ``argv`` (run as ``wasinn``), it may end the process itself: see the docstring."""
+    code = _main(argv)
+    if argv is None and abandoned_workers():
+        # A guest's worker is still inside a host call (a torch forward): shutting the interpreter down under it
+        # aborts or crashes the process. Nothing is left to do but leave.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="wasinn: %(message)s")
+        if args.command == "run":
+            return _run(args)
+        return _conformance(args)
+    except KeyboardInterrupt:
+        print("wasinn: interrupted", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
     host = Host(cpu_fallback=args.cpu_fallback, model_dirs=args.model_dir)
+    preloads = [*args.nn_preload, *args.nn_graph]
     try:
-        for name, encoding, target, path in [*args.nn_preload, *args.nn_graph]:
+        for name, encoding, target, path in preloads:
+            if encoding in WASMEDGE_ONLY_ENCODINGS:
+                what = f"graph {name!r} ({encoding.name.lower()})"
+                print(f"wasinn: {what} is not run by this host: load_by_name answers not found", file=sys.stderr)
+                continue
             source = "echo" if path == "echo" else path
             host.register(name, source, encoding, target)  # a CPU fallback is logged as a warning
     except WasiNNError as exc:
         print(f"wasinn: cannot register graph: {exc}", file=sys.stderr)
         return 1
+    dialect = args.errno_dialect
+    by_encoding = encodings_dialect(encoding for _, encoding, _, _ in preloads)
+    if dialect == "auto" and by_encoding is not None:
+        dialect = by_encoding[0].value
+        log.info("WasmEdge errnos: %s", by_encoding[1])
     session = Session(host, fuel=args.fuel is not None)
     limits = GuestLimits(memory_bytes=args.max_memory, deadline_s=args.deadline, fuel=args.fuel)
-    wasi = WasiOptions(argv=[args.guest.name, *args.args], env=dict(args.env), dirs=args.dir)
+    program = args.guest.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    wasi = WasiOptions(argv=[program, *args.args], env=dict(args.env), dirs=args.dir)
     try:
         module = session.compile(args.guest)
-        guest = session.instantiate(module, wasi=wasi, limits=limits, dialect=args.errno_dialect)
-        code = guest.run()
-    except FileNotFoundError as exc:
-        print(f"wasinn: {exc}", file=sys.stderr)
+        guest = session.instantiate(module, wasi=wasi, limits=limits, dialect=dialect)
+        code = guest.run(watch=True)  # on a guest thread with a known stack, and Ctrl-C reaches us
+    except OSError as exc:
+        print(f"wasinn: cannot read {args.guest}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except GuestStopped as exc:
         print(f"wasinn: {exc}", file=sys.stderr)
@@ -133,6 +217,10 @@ def _run(args: argparse.Namespace) -> int:
         return 134
     except GuestError as exc:
         print(f"wasinn: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a host bug: one line, the traceback with -v
+        log.debug("internal error", exc_info=True)
+        print(f"wasinn: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         if host.last_error:
