@@ -419,6 +419,24 @@ def test_compute_errors_are_short(run: Run, ip: Any) -> None:
     assert_short_error(run("%%wasinn compute bad\ntorch.ones(2, 2)"), "errno 5 (runtime_error)", "mat1 and mat2")
 
 
+def test_compute_refuses_tensors_without_dense_data(run: Run, ip: Any) -> None:
+    ip.user_ns["torch"] = torch
+    run("%wasinn load echo echo")
+    assert_short_error(run('%%wasinn compute echo\ntorch.empty(2, device="meta")'), "input 0 is on the meta device")
+    assert_short_error(run("%%wasinn compute echo\ntorch.eye(2).to_sparse()"), "input 0 is a sparse_coo tensor")
+    cell = run("%%wasinn compute echo\n[torch.ones(2), torch.eye(2).to_sparse_csr()]")
+    assert_short_error(cell, "input 1 is a sparse_csr tensor", ".to_dense()")
+    assert run("%%wasinn compute echo\ntorch.eye(2).to_sparse().to_dense()").value.tolist() == [[1, 0], [0, 1]]
+
+
+def test_limits_that_mean_nothing_are_refused(run: Run, ip: Any, caplog: pytest.LogCaptureFixture) -> None:
+    for setting in ("deadline = -1", "deadline = float('nan')", "memory_limit = -1", "max_model_bytes = -5"):
+        run(f"%config WasinnMagics.{setting}")  # %config logs the TraitError
+        assert setting.split(" =")[0] in caplog.text
+        caplog.clear()
+    assert magics(ip).deadline == 0.0 and magics(ip).memory_limit == 2 << 30
+
+
 def test_compute_through_a_guest_without_the_convention(run: Run) -> None:
     run(HELLO_WAT)
     run("%wasinn load echo echo")

@@ -12,6 +12,7 @@ instance of the shipped driver guest, which forwards the tensors through the wit
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import wasmtime
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -37,7 +39,7 @@ from ..guests import (
     driver_wat,
     normalize_lang,
 )
-from ..host import Encoding, Guest, GuestError, GuestLimits, Host, Limits, Session, Target, WasiNNError
+from ..host import Encoding, Guest, GuestError, GuestLimits, Host, Limits, Session, Target, Tensor, WasiNNError
 from ..host.abi.witx import MODULE as WITX_MODULE
 from .display import GraphCard, GuestCard, GuestOutput, GuestSummary, Listing, Progress, WasinnError
 
@@ -229,6 +231,20 @@ class WasinnMagics(Magics):
             return normalize_lang(proposal["value"])
         except CompileError as exc:
             raise TraitError(exc.message) from None
+
+    @validate("deadline")
+    def _check_deadline(self, proposal: Any) -> float:
+        value = proposal["value"]
+        if not math.isfinite(value) or value < 0:
+            raise TraitError(f"deadline must be a finite number of seconds (0: no limit), not {value}")
+        return float(value)
+
+    @validate("memory_limit", "max_model_bytes")
+    def _check_bytes(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if not 0 <= value < 1 << 63:
+            raise TraitError(f"{proposal['trait'].name} must be a number of bytes from 0, not {value}")
+        return int(value)
 
     @validate("target")
     def _check_target(self, proposal: Any) -> str:
@@ -479,6 +495,7 @@ class WasinnMagics(Magics):
             ) from None
         names = [t.name for t in info.inputs] if info is not None and info.inputs else None
         tensors = as_tensors(value, names)
+        _check_inputs(tensors)
 
         start = time.perf_counter()
         via = args.guest or "driver"
@@ -521,6 +538,20 @@ class WasinnMagics(Magics):
             compiled = compile_source(driver_wat(), "wat", name="driver", cache_dir=self.cache_dir or None)
             self._driver = session.compile(compiled.wasm)
         return session.instantiate(self._driver, limits=self.limits(), label="driver")
+
+
+def _check_inputs(tensors: list[Tensor]) -> None:
+    """Only dense tensors with data can be copied into a guest: say so before anything tries (torch's own error
+    surfaces deep in the copy, as a traceback)."""
+    for i, tensor in enumerate(tensors):
+        data = tensor.data
+        if isinstance(data, np.ndarray):  # numpy arrays are always dense and in memory
+            continue
+        if str(data.layout) != "torch.strided":
+            kind = str(data.layout).removeprefix("torch.").removeprefix("_")
+            raise WasinnError(f"input {i} is a {kind} tensor: %%wasinn compute takes dense tensors (.to_dense())")
+        if data.device.type == "meta":
+            raise WasinnError(f"input {i} is on the meta device: it has a shape but no data to compute on")
 
 
 def _failure(name: str | None, exc: GuestError, doing: str | None = None) -> WasinnError:
