@@ -18,6 +18,9 @@ call (so a crash or hang can be placed) and, at the end, one ``RESULT <json>`` l
   slept;
 - ``python_ran``: whether the Python kernel the ``python_kernel`` archive reaches ran in this process;
 - ``recovered``: a benign load and compute afterwards, by the same guest, gave the right numbers.
+
+With ``heap_secret`` the script first fills heap memory next to small free blocks with that text (see
+:func:`leave_in_heap`), as a kernel holding its user's data (or a host that served another guest) would.
 """
 
 from __future__ import annotations
@@ -281,6 +284,24 @@ def run_wat(guest: Any, export: str, block: int, out_at: int, steps: list[dict[s
     return outputs
 
 
+HELD: list[Any] = []
+
+
+def leave_in_heap(secret: bytes, blocks: int = 4096) -> None:
+    """Put ``secret`` in this process's heap as a kernel holding a user's data would: ``blocks`` live 4 KiB tensors
+    holding it, each allocated right after a 1-byte tensor that is then freed. The holes are the size libtorch
+    allocates for a 1-byte storage record, so a short-storage archive's tensor starts in one and reads on into the
+    secret after it (16 MiB held)."""
+    import torch
+
+    pattern = torch.frombuffer(bytearray(secret * (4096 // len(secret) + 1))[:4096], dtype=torch.uint8)
+    holes = []
+    for _ in range(blocks):
+        holes.append(torch.empty(1, dtype=torch.uint8))
+        HELD.append(pattern.clone())
+    del holes
+
+
 def expected_output(benign: bytes) -> np.ndarray:
     """What the benign model computes for the attacks' input, by torch directly (the benign archive is trusted)."""
     import io
@@ -303,7 +324,9 @@ def main() -> int:
         hostile.register_host_op()
     from wasinn_jupyter.host import GuestLimits, Session
 
-    expected = expected_output(benign)
+    # the benign model's numbers, from the spec (the test computes them): loading it here first would change how
+    # this process's heap looks to the attack
+    expected = np.asarray(spec["expected"], np.float32) if "expected" in spec else None
     host = make_host(spec)
     watchdog = Watchdog(spec.get("rss_kill_mib", 768))
     result: dict[str, Any] = {"steps": [], "outputs": [], "recovered": None}
@@ -312,10 +335,18 @@ def main() -> int:
         session = Session(host)
         module = session.compile(guest_wat(attack, benign))
         guest = session.instantiate(module, limits=GuestLimits(deadline_s=spec.get("guest_deadline_s")))
+        if spec.get("heap_secret"):  # last, so that little else allocates between it and the attack
+            # in a thread that ends: its malloc arena goes to the next new thread, the one the guest call runs on
+            # (as an earlier guest call's or another guest's data would)
+            sprayer = threading.Thread(target=leave_in_heap, args=(spec["heap_secret"].encode(),))
+            sprayer.start()
+            sprayer.join()
         watchdog.start()
         outputs = run_wat(guest, "attack", RESULTS, OUT, result["steps"])
     else:
         client = host.client()
+        if spec.get("heap_secret"):
+            leave_in_heap(spec["heap_secret"].encode())
         watchdog.start()
         outputs = run_client(client, attack, result["steps"])
     watchdog.stop()
@@ -328,6 +359,8 @@ def main() -> int:
     result["python_ran"] = marker in sys.modules
 
     say("STEP", "recovery: a benign load and compute by the same guest")
+    if expected is None:
+        expected = expected_output(benign)
     steps: list[dict[str, Any]] = []
     try:
         if guest is not None:

@@ -218,6 +218,28 @@ def deep_nesting(depth: int = 100_000) -> bytes:
     return replace_code(identity(), "return x", "return " + "(" * depth + "x" + ")" * depth)
 
 
+def empty_storage() -> bytes:
+    """The benign Linear(4, 3) with its bias's storage file emptied (the pickle still declares 3 floats): loads,
+    then forward reads through a storage that has no memory and the process dies with SIGSEGV."""
+    return rewrite(benign_linear(), lambda name, data: b"" if name.endswith("/data/1") else None)
+
+
+class Buffer(torch.nn.Module):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("buf", torch.zeros(size, dtype=torch.uint8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.buf
+
+
+def stale_heap(size: int = 1 << 16) -> bytes:
+    """forward returns a ``size``-byte buffer whose storage file holds 1 byte: libtorch allocates the record's
+    size (1 byte) but gives the tensor the declared one, so the output is ``size`` bytes of the loading process's
+    heap beyond that allocation (the host's and other guests' data, pointers)."""
+    return rewrite(save(Buffer(size)), lambda name, data: data[:1] if name.endswith("/data/0") else None)
+
+
 # -- hanging the host ---------------------------------------------------------------------------------------------
 
 

@@ -166,6 +166,16 @@ def _no_python(workdir: Path, run: Run) -> None:
     )
 
 
+HEAP_SECRET = "wasinn-heap-" + secrets.token_hex(8)
+
+
+def _no_heap_secret(workdir: Path, run: Run) -> None:
+    for out in run.outputs():
+        assert HEAP_SECRET.encode() not in out, (
+            "the guest's output holds the host's heap memory: a secret the host process holds, read out of bounds"
+        )
+
+
 PAYLOAD = b"import os  # planted by a guest: IPython would run this file at its next start\n"
 
 ATTACKS = [
@@ -181,7 +191,9 @@ ATTACKS = [
     Attack("call_host_op", lambda d: hostile.call_host_op(str(d / "touched")), "forward",
            check=_not_created("touched")),
     Attack("python_kernel", lambda d: hostile.python_kernel(), "forward", refused=False, check=_no_python),
+    Attack("stale_heap", lambda d: hostile.stale_heap(), "forward", refused=False, check=_no_heap_secret),
     Attack("deep_nesting", lambda d: hostile.deep_nesting(), "load"),
+    Attack("empty_storage", lambda d: hostile.empty_storage(), "forward"),
     Attack("spin_on_load", lambda d: hostile.spin_on_load(), "load", hangs=True),
     Attack("spin_in_forward", lambda d: hostile.spin_in_forward(), "forward", hangs=True),
     Attack("detached_spin", lambda d: hostile.detached_spin(), "forward", refused=False, hangs=True),
@@ -195,17 +207,19 @@ BY_NAME = {a.name: a for a in ATTACKS}
 # -- running them -------------------------------------------------------------------------------------------------
 
 
-def spec_for(attack: Attack, path: str, workdir: Path, benign: Path) -> dict[str, Any]:
+def spec_for(attack: Attack, path: str, workdir: Path, benign: Path, expected: list[float]) -> dict[str, Any]:
     archive = workdir / "attack.pt"
     archive.write_bytes(attack.build(workdir))
     spec: dict[str, Any] = {
         "path": path,
         "archive": str(archive),
         "benign": str(benign),
+        "expected": expected,
         "limits": {},
         "rss_kill_mib": RSS_KILL_MIB,
         "python_kernel_marker": hostile.PYTHON_KERNEL_MARKER,
         "register_host_op": attack.name == "call_host_op",
+        "heap_secret": HEAP_SECRET if attack.name == "stale_heap" else None,
     }
     if attack.hangs:
         if path == "wat":
@@ -217,12 +231,12 @@ def spec_for(attack: Attack, path: str, workdir: Path, benign: Path) -> dict[str
     return spec
 
 
-def execute(attack: Attack, path: str, workdir: Path, benign: Path) -> Run:
+def execute(attack: Attack, path: str, workdir: Path, benign: Path, expected: list[float]) -> Run:
     workdir.mkdir(parents=True)
     if attack.prepare is not None:
         attack.prepare(workdir)
     spec_file = workdir / "spec.json"
-    spec_file.write_text(json.dumps(spec_for(attack, path, workdir, benign)))
+    spec_file.write_text(json.dumps(spec_for(attack, path, workdir, benign, expected)))
     run = Run(attack, path, workdir)
     timeout = HANG_TIMEOUT_S if attack.hangs else TIMEOUT_S
     start = time.monotonic()
@@ -257,12 +271,15 @@ class Runs:
     def __init__(self, wanted: list[tuple[str, str]], root: Path) -> None:
         benign = root / "benign.pt"
         benign.write_bytes(hostile.benign_linear())
+        self._expected = runner.expected_output(benign.read_bytes()).reshape(-1).tolist()
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="attack")
         self._futures: dict[tuple[str, str], Future[Run]] = {}
         self._lock = threading.Lock()
         # the hangs first: they take longest on a host that does not stop them
         for name, path in sorted(wanted, key=lambda k: not BY_NAME[k[0]].slow):
-            self._futures[name, path] = self._pool.submit(execute, BY_NAME[name], path, root / f"{name}-{path}", benign)
+            self._futures[name, path] = self._pool.submit(
+                execute, BY_NAME[name], path, root / f"{name}-{path}", benign, self._expected
+            )
         self._root = root
         self._benign = benign
 
@@ -270,7 +287,9 @@ class Runs:
         with self._lock:
             if (name, path) not in self._futures:  # not collected up front (a rerun, a plugin): start it now
                 workdir = self._root / f"{name}-{path}"
-                self._futures[name, path] = self._pool.submit(execute, BY_NAME[name], path, workdir, self._benign)
+                self._futures[name, path] = self._pool.submit(
+                    execute, BY_NAME[name], path, workdir, self._benign, self._expected
+                )
         return self._futures[name, path].result()
 
     def close(self) -> None:
