@@ -17,6 +17,7 @@ call (so a crash or hang can be placed) and, at the end, one ``RESULT <json>`` l
 - ``background_cpu_s``: CPU time this process used in the half second after the attack, while its main thread
   slept;
 - ``python_ran``: whether the Python kernel the ``python_kernel`` archive reaches ran in this process;
+- ``rng_changed``: whether torch's global random generator in this process is not where it was before the attack;
 - ``recovered``: a benign load and compute afterwards, by the same guest, gave the right numbers.
 
 With ``heap_secret`` the script first fills heap memory next to small free blocks with that text (see
@@ -302,6 +303,13 @@ def leave_in_heap(secret: bytes, blocks: int = 4096) -> None:
     del holes
 
 
+def rng_state() -> bytes:
+    """torch's global CPU random generator state in this process (nothing in the host draws from it)."""
+    import torch
+
+    return torch.get_rng_state().numpy().tobytes()
+
+
 def expected_output(benign: bytes) -> np.ndarray:
     """What the benign model computes for the attacks' input, by torch directly (the benign archive is trusted)."""
     import io
@@ -341,12 +349,14 @@ def main() -> int:
             sprayer = threading.Thread(target=leave_in_heap, args=(spec["heap_secret"].encode(),))
             sprayer.start()
             sprayer.join()
+        rng_before = rng_state()
         watchdog.start()
         outputs = run_wat(guest, "attack", RESULTS, OUT, result["steps"])
     else:
         client = host.client()
         if spec.get("heap_secret"):
             leave_in_heap(spec["heap_secret"].encode())
+        rng_before = rng_state()
         watchdog.start()
         outputs = run_client(client, attack, result["steps"])
     watchdog.stop()
@@ -357,6 +367,7 @@ def main() -> int:
     time.sleep(QUIET_S)
     result["background_cpu_s"] = round(time.process_time() - cpu, 3)
     result["python_ran"] = marker in sys.modules
+    result["rng_changed"] = rng_state() != rng_before
 
     say("STEP", "recovery: a benign load and compute by the same guest")
     if expected is None:

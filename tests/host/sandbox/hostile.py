@@ -362,6 +362,25 @@ def huge_allocation() -> bytes:
     return save(HugeAllocation())
 
 
+# -- changing the host's state -----------------------------------------------------------------------------------
+
+
+class Reseed(torch.nn.Module):
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(self.seed)
+        return x + 0.0
+
+
+def reseed_rng(seed: int = 1234) -> bytes:
+    """forward calls ``torch.manual_seed(seed)`` (``aten::manual_seed``): the process's global random generator is
+    the guest's to set, so whatever the host's user draws next is what the guest chose."""
+    return save(Reseed(seed))
+
+
 # -- running Python in the host -----------------------------------------------------------------------------------
 
 

@@ -166,6 +166,11 @@ def _no_python(workdir: Path, run: Run) -> None:
     )
 
 
+def _rng_untouched(workdir: Path, run: Run) -> None:
+    assert run.result is not None
+    assert not run.result["rng_changed"], "the archive reseeded the host process's global random generator"
+
+
 HEAP_SECRET = "wasinn-heap-" + secrets.token_hex(8)
 
 
@@ -191,6 +196,7 @@ ATTACKS = [
     Attack("call_host_op", lambda d: hostile.call_host_op(str(d / "touched")), "forward",
            check=_not_created("touched")),
     Attack("python_kernel", lambda d: hostile.python_kernel(), "forward", refused=False, check=_no_python),
+    Attack("reseed_rng", lambda d: hostile.reseed_rng(), "forward", refused=False, check=_rng_untouched),
     Attack("stale_heap", lambda d: hostile.stale_heap(), "forward", refused=False, check=_no_heap_secret),
     Attack("deep_nesting", lambda d: hostile.deep_nesting(), "load"),
     Attack("empty_storage", lambda d: hostile.empty_storage(), "forward"),
