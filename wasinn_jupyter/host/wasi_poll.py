@@ -22,7 +22,6 @@ Fields are written one by one, and one outside memory or misaligned fails the ca
 from __future__ import annotations
 
 import ctypes
-import itertools
 import struct
 import time
 import weakref
@@ -34,6 +33,8 @@ import wasmtime
 import wasmtime._func as wasmtime_func
 from wasmtime import Engine, FuncType, Linker, Module, Trap, ValType, WasmtimeError
 from wasmtime import _ffi as ffi
+
+from .abi.rawfunc import define_unchecked
 
 MODULE = "wasi_snapshot_preview1"
 SLICE_S = 0.01  # how often a waiting guest looks at its stop reason
@@ -60,15 +61,6 @@ FORWARDER = """(module
     (call $poll (local.get 0) (local.get 1) (local.get 2) (local.get 3))))"""
 _forwarders: weakref.WeakKeyDictionary[Engine, Module] = weakref.WeakKeyDictionary()
 
-# Callbacks stay alive for as long as wasmtime holds a function made from them (see abi/rawfunc.py).
-_LIVE: dict[int, Any] = {}
-_keys = itertools.count(1)
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _release(key: int | None) -> None:
-    _LIVE.pop(key or 0, None)
-
 
 class _Fault(Exception):
     """A field the guest pointed at is outside its memory or misaligned: the call traps, as wasmtime's does."""
@@ -84,29 +76,11 @@ def define_poll_oneoff(linker: Linker, engine: Engine, stop_check: StopCheck, mo
     if forwarder is None:
         forwarder = _forwarders[engine] = Module(engine, FORWARDER)
     poll = _Poll(engine, forwarder, stop_check, monotonic_origin_ns)
-    raw = ffi.wasmtime_func_unchecked_callback_t(poll.callback)
-    key = next(_keys)
-    _LIVE[key] = (raw, poll)
-    ty = FuncType([ValType.i32()] * 4, [ValType.i32()])
-    module_b, name_b = MODULE.encode(), b"poll_oneoff"
     linker.allow_shadowing = True
     try:
-        error = ffi.wasmtime_linker_define_func_unchecked(
-            linker.ptr(),
-            ctypes.create_string_buffer(module_b),
-            len(module_b),
-            ctypes.create_string_buffer(name_b),
-            len(name_b),
-            ty.ptr(),
-            raw,
-            key,
-            _release,
-        )
+        define_unchecked(linker, MODULE, "poll_oneoff", FuncType([ValType.i32()] * 4, [ValType.i32()]), poll.callback)
     finally:
         linker.allow_shadowing = False
-    if error:
-        _LIVE.pop(key, None)
-        raise WasmtimeError._from_ptr(error)
 
 
 class _Poll:

@@ -79,10 +79,19 @@ def define_u32_func(linker: Linker, module: str, name: str, arity: int, fn: Host
             wasmtime_func.LAST_EXCEPTION = exc  # type: ignore[assignment]
             return cast(Trap("python exception")._consume(), ctypes.c_void_p).value or 0
 
+    define_unchecked(linker, module, name, FuncType([ValType.i32()] * arity, [ValType.i32()]), callback)
+
+
+RawCallback = Callable[[Any, Any, Any, int], int]
+
+
+def define_unchecked(linker: Linker, module: str, name: str, ty: FuncType, callback: RawCallback) -> None:
+    """Define ``module.name`` in ``linker`` as a raw unchecked ``callback(env, caller, values, count)``, which
+    returns 0 (results written into ``values``) or a trap's address. It is kept alive for as long as wasmtime
+    holds a function made from it."""
     raw = ffi.wasmtime_func_unchecked_callback_t(callback)
     key = next(_keys)
-    _LIVE[key] = raw
-    ty = FuncType([ValType.i32()] * arity, [ValType.i32()])
+    _LIVE[key] = (raw, callback)
     module_b, name_b = module.encode(), name.encode()
     error = ffi.wasmtime_linker_define_func_unchecked(
         linker.ptr(),
