@@ -282,3 +282,37 @@ def test_wasmedge_model_not_found_guest(tmp_path, capfd) -> None:
     assert "Model not found" in capfd.readouterr().out
     assert main(["run", str(plain)]) == 8  # a spec guest still gets not_found
     assert main(["run", "--errno-dialect", "spec", *ggml, str(built_with_the_crate)]) == 8  # the override wins
+
+
+def test_guest_models_and_the_budget_reach_the_host(tmp_path, capsys) -> None:
+    """`load` from guest bytes: sandboxed by default; --guest-models off refuses it; a tiny budget refuses it."""
+    import io
+
+    import torch
+
+    from wasinn_jupyter.cli import main
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), buffer)
+    archive = buffer.getvalue()
+    escaped = "".join(f"\\{b:02x}" for b in archive)
+    guest = tmp_path / "load.wat"
+    guest.write_text(
+        f"""(module
+          (import "wasi_ephemeral_nn" "load" (func $load (param i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") {len(archive) // 65536 + 2})
+          (data (i32.const 1024) "{escaped}")
+          (func (export "_start")
+            (i32.store (i32.const 8) (i32.const 1024))
+            (i32.store (i32.const 12) (i32.const {len(archive)}))
+            (call $exit (call $load (i32.const 8) (i32.const 1) (i32.const 3) (i32.const 0) (i32.const 0)))))"""
+    )
+    assert main(["run", str(guest)]) == 0  # the default: loaded, in the sandbox
+    assert main(["run", "--guest-models", "off", str(guest)]) == 6  # unsupported_operation
+    assert main(["run", "--max-guest-bytes", "100", str(guest)]) == 7  # too_large: the copy alone is over
+    assert main(["run", "--guest-models", "in-process", str(guest)]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:
+        main(["run", "--guest-models", "maybe", str(guest)])
+    assert usage.value.code == 2 and "--guest-models" in capsys.readouterr().err

@@ -26,7 +26,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .host import GuestError, GuestLimits, GuestStopped, GuestTrap, Host, Session, WasiNNError, WasiOptions
+from .host import (
+    GUEST_MODEL_MODES,
+    GuestError,
+    GuestLimits,
+    GuestStopped,
+    GuestTrap,
+    Host,
+    Limits,
+    Session,
+    WasiNNError,
+    WasiOptions,
+)
 from .host.abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
 from .host.encodings import Encoding, Target
 from .host.session import abandoned_workers
@@ -143,6 +154,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--deadline", type=_seconds, help="stop the guest after this many seconds")
     run.add_argument("--fuel", type=_count, help="stop the guest after this much fuel")
     run.add_argument("--max-memory", type=_count, default=GuestLimits.memory_bytes, help="guest memory limit, bytes")
+    run.add_argument(
+        "--guest-models", choices=GUEST_MODEL_MODES, default="sandbox",
+        help="what `load` does with a guest's model bytes (code): run them in a confined worker process (default), "
+        "in this process (for guests you trust as yourself), or refuse them",
+    )  # fmt: skip
+    run.add_argument(
+        "--max-guest-bytes", type=_count, metavar="BYTES",
+        help="the guest's memory budget on the host: its tensors, its models' memory (default: a quarter of RAM, "
+        "at most 4 GiB)",
+    )  # fmt: skip
     run.add_argument("--timeline", action="store_true", help="print a summary of the wasi-nn calls at exit")
     run.add_argument("guest", type=Path)
     run.add_argument("args", nargs=argparse.REMAINDER, type=_guest_arg)
@@ -180,7 +201,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    host = Host(cpu_fallback=args.cpu_fallback, model_dirs=args.model_dir)
+    host_limits = Limits(guest_models=args.guest_models)
+    if args.max_guest_bytes is not None:
+        host_limits.max_guest_bytes = args.max_guest_bytes
+    host = Host(cpu_fallback=args.cpu_fallback, model_dirs=args.model_dir, limits=host_limits)
     preloads = [*args.nn_preload, *args.nn_graph]
     try:
         for name, encoding, target, path in preloads:

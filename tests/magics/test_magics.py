@@ -559,3 +559,15 @@ def test_a_graph_on_the_gpu_computes_through_guests(run: Run, ip: Any, sources: 
         run("%%wasinn guest top1 --lang c\n" + sources["c_top1"])
         top = run("%%wasinn compute g --guest top1\nx").value
         assert top.tolist() == net(x).argmax(1).tolist()
+
+
+def test_guest_models_and_the_budget_are_settings(run: Run, ip: Any, caplog: pytest.LogCaptureFixture) -> None:
+    assert magics(ip).session.host.limits.guest_model_mode() == "sandbox"  # the default: guest bytes are sandboxed
+    run("%config WasinnMagics.guest_models = 'off'")
+    run("%config WasinnMagics.max_guest_bytes = 1 << 20")
+    run("%wasinn reset")
+    limits = magics(ip).session.host.limits
+    assert (limits.guest_model_mode(), limits.max_guest_bytes) == ("off", 1 << 20)
+    run("%config WasinnMagics.guest_models = 'sometimes'")  # %config logs the TraitError
+    assert "guest_models must be one of sandbox, in-process, off" in caplog.text
+    assert magics(ip).guest_models == "off"

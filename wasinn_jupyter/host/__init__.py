@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .backends.base import GraphInfo, TensorInfo
     from .encodings import Encoding, Target
     from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
-    from .handles import Limits
+    from .handles import GUEST_MODEL_MODES, Limits, default_guest_bytes
     from .host import Client, Host
     from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
     from .tensors import TENSOR_TYPES, Tensor, TensorType
@@ -34,6 +34,8 @@ _WHERE = {
     "UnknownGraphName": "errors",
     "WasiNNError": "errors",
     "Limits": "handles",
+    "GUEST_MODEL_MODES": "handles",
+    "default_guest_bytes": "handles",
     "Client": "host",
     "Host": "host",
     "Guest": "session",
@@ -52,6 +54,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "GUEST_MODEL_MODES",
     "TENSOR_TYPES",
     "CallRecord",
     "Client",
@@ -76,6 +79,7 @@ __all__ = [
     "UnknownGraphName",
     "WasiNNError",
     "WasiOptions",
+    "default_guest_bytes",
 ]
 
 

@@ -39,7 +39,20 @@ from ..guests import (
     driver_wat,
     normalize_lang,
 )
-from ..host import Encoding, Guest, GuestError, GuestLimits, Host, Limits, Session, Target, Tensor, WasiNNError
+from ..host import (
+    GUEST_MODEL_MODES,
+    Encoding,
+    Guest,
+    GuestError,
+    GuestLimits,
+    Host,
+    Limits,
+    Session,
+    Target,
+    Tensor,
+    WasiNNError,
+    default_guest_bytes,
+)
 from ..host.abi.witx import MODULE as WITX_MODULE
 from .display import GraphCard, GuestCard, GuestOutput, GuestSummary, Listing, Progress, WasinnError
 
@@ -215,6 +228,15 @@ class WasinnMagics(Magics):
     max_model_bytes = Int(2 << 30, help="largest model a guest or a file may load (from the next reset)").tag(
         config=True
     )
+    guest_models = Unicode(
+        "sandbox",
+        help="what `load` does with a guest's model bytes (code): sandbox (a confined worker process), in-process "
+        "(for guests you trust as yourself) or off (from the next %wasinn reset)",
+    ).tag(config=True)
+    max_guest_bytes = Int(
+        default_guest_bytes(),
+        help="each guest's memory budget on the host: its tensors and its models' memory (from the next reset)",
+    ).tag(config=True)
     rustc = Unicode("", help="the rustc for Rust guests; empty: one with the wasm32-wasi target").tag(config=True)
     asc = Unicode("", help="the AssemblyScript compiler; empty: asc on PATH or in ./node_modules").tag(config=True)
 
@@ -239,7 +261,13 @@ class WasinnMagics(Magics):
             raise TraitError(f"deadline must be a finite number of seconds (0: no limit), not {value}")
         return float(value)
 
-    @validate("memory_limit", "max_model_bytes")
+    @validate("guest_models")
+    def _check_guest_models(self, proposal: Any) -> str:
+        if proposal["value"] not in GUEST_MODEL_MODES:
+            raise TraitError(f"guest_models must be one of {', '.join(GUEST_MODEL_MODES)}, not {proposal['value']!r}")
+        return str(proposal["value"])
+
+    @validate("memory_limit", "max_model_bytes", "max_guest_bytes")
     def _check_bytes(self, proposal: Any) -> int:
         value = proposal["value"]
         if not 0 <= value < 1 << 63:
@@ -265,7 +293,12 @@ class WasinnMagics(Magics):
     def session(self) -> Session:
         """The shell's Session, made at first use so `%load_ext` stays instant."""
         if self._session is None:
-            host = Host(cpu_fallback=self.cpu_fallback, limits=Limits(max_model_bytes=self.max_model_bytes))
+            limits = Limits(
+                max_model_bytes=self.max_model_bytes,
+                max_guest_bytes=self.max_guest_bytes,
+                guest_models=self.guest_models,
+            )
+            host = Host(cpu_fallback=self.cpu_fallback, limits=limits)
             self._session = Session(host)
             self._driver = None
         return self._session
