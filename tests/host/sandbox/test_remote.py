@@ -196,3 +196,15 @@ def test_no_sandbox_process_outlives_its_host(tmp_path) -> None:
         time.sleep(0.1)
     alive = [p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
     assert not alive
+
+
+def test_shared_memory_cannot_change_size_once_made() -> None:
+    """A worker that kept an output's descriptor must not be able to shrink what the host has mapped (SIGBUS)."""
+    fd = protocol.new_memfd(4096)
+    try:
+        for size in (0, 8192):
+            with pytest.raises(PermissionError):
+                os.ftruncate(fd, size)
+        assert os.fstat(fd).st_size == 4096
+    finally:
+        os.close(fd)

@@ -12,6 +12,7 @@ type names, bounded rank, non-negative dims whose bytes fit the shared memory.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import mmap
 import os
@@ -80,9 +81,16 @@ def layout(tensors: Sequence[Tensor]) -> tuple[list[dict[str, Any]], int]:
 
 
 def new_memfd(size: int, name: str = "wasinn-tensors") -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    """Shared memory of exactly ``size`` bytes, sealed at that size before anyone else sees it.
+
+    The seals matter for outputs: the host maps the memory after the worker wrote it and keeps the mapping as the
+    output tensors' storage. Unsealed, a hostile worker that kept the descriptor could shrink it, and the host's
+    next read of the mapping would be SIGBUS: a dead kernel.
+    """
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
     except OSError:
         os.close(fd)
         raise
