@@ -11,8 +11,9 @@ What every attack must leave true (issue 8, item 1):
 - the host process lives: the script exits 0, within its time limit;
 - the harmful call ends in an errno a guest can act on (or, for a wasm guest past its deadline, a stopped guest):
   at ``load`` for an archive that does harm while it loads, at ``load`` or ``compute`` for one that does harm in
-  ``forward``;
-- no host file is read into the guest's outputs, created or changed; no Python runs in the host;
+  ``forward``; going past the memory budget is ``too_large`` (item 2);
+- no host file is read into the guest's outputs, created or changed; no Python runs in the host; no host memory
+  comes back in an output; the host's global random generator is where it was;
 - the host's resident memory stays bounded, and it is quiet (no CPU) once the call returned;
 - the same guest's next, benign ``load`` and ``compute`` give the right numbers.
 
