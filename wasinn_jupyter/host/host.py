@@ -79,10 +79,11 @@ class Host:
         return {e.name: _info(e) for e in self.registry.entries()}
 
     def client(self, label: str | None = None) -> Client:
+        """A new guest's wasi-nn. ``label`` names it on the timeline (default ``guestN``); ``Client.id`` is unique."""
         with self._lock:
             self._clients += 1
             number = self._clients
-        return Client(self, label or f"guest{number}")
+        return Client(self, label or f"guest{number}", number)
 
     def _record_error(self, message: str) -> None:
         self.last_error = message
@@ -102,9 +103,10 @@ class Client:
     them inside :meth:`call` and writes results and errnos back.
     """
 
-    def __init__(self, host: Host, label: str) -> None:
+    def __init__(self, host: Host, label: str, id: int = 0) -> None:
         self.host = host
         self.label = label
+        self.id = id  # unique within its host: labels repeat ("driver"), instances do not
         self.graphs: HandleTable[Graph] = HandleTable("graph", host.limits.max_graphs)
         self.contexts: HandleTable[ExecutionContext] = HandleTable("execution context", host.limits.max_contexts)
         self.budget = ByteBudget(host.limits.max_guest_bytes)
@@ -116,6 +118,7 @@ class Client:
         self._sandboxes: dict[str, SandboxProcess] = {}  # device -> this guest's worker for its `load` models
         self._graph_bytes: dict[int, int] = {}  # handle -> bytes charged for a graph loaded in-process
         self._depth = 0  # 1 inside a recorded call: the operations it makes are not recorded again
+        self._device: str | None = None  # the device of the graph the current call is about, for its record
 
     def call(self, call: str, graph: str | None, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
         """Run ``fn(*args)`` as one wasi-nn call: time it, record it, keep its error message.
@@ -139,11 +142,12 @@ class Client:
         except WasiNNError as err:
             self.last_error = err.message
             self.host._record_error(f"{self.label}: {call}: {err.message}")
-            self._record(call, self.label, graph, start, err.code.value, nbytes)
+            self._record(call, self.label, graph, start, err.code.value, nbytes, self._device, self.id)
             raise
         finally:
             self._depth = 0
-        self._record(call, self.label, graph, start, "ok", nbytes)
+            device, self._device = self._device, None
+        self._record(call, self.label, graph, start, "ok", nbytes, device, self.id)
         return result
 
     def _on_context(self, call: str, ctx: int, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
@@ -153,8 +157,12 @@ class Client:
         return self.call(call, self.graph_name(ctx), fn, *args, nbytes=nbytes)
 
     def graph_name(self, ctx: int) -> str | None:
+        """The name of ``ctx``'s graph, for the timeline; it also notes the graph's device for the record."""
         entry = self.contexts.peek(ctx)
-        return entry.graph.name if entry is not None else None
+        if entry is None:
+            return None
+        self._device = entry.graph.device
+        return entry.graph.name
 
     # -- the operations: what ABI layers and Python callers use ----------------------------------------------
 

@@ -1,8 +1,13 @@
-"""Every wasi-nn call the host serves, recorded with its latency.
+"""Every wasi-nn call the host serves, recorded with its latency, and the guests' lifecycle events.
 
-The Host feeds the timeline; front-ends (the CLI's summary, the matplotlib plot, the JupyterLab panel) subscribe
-or read it. Recording sits on every host call's path, so it is an append to a bounded deque and nothing more;
-listeners run synchronously and should only queue what they get.
+The Host feeds the timeline; front-ends (the CLI's summary, widgets, the JupyterLab panel) subscribe or read it.
+Recording sits on every host call's path, so it is an append to a bounded deque and nothing more; listeners run
+synchronously and should only queue what they get.
+
+A record is a wasi-nn call (``kind`` "call": ``call`` is its name, ``outcome`` "ok" or an error code) or a
+lifecycle event of a guest (``kind`` "lifecycle": ``call`` is one of :data:`LIFECYCLE`, ``outcome`` "ok" or what
+ended it, ``detail`` a short text). ``guest`` is the guest's label (several guests may share one, "driver" say);
+``guest_id`` tells instances apart.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+# Lifecycle events a session records for each guest.
+LIFECYCLE = ("compile", "instantiate", "run", "exit", "trap", "stopped", "close")
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     seq: int
@@ -27,9 +36,12 @@ class CallRecord:
     graph: str | None
     start_ns: int  # time.perf_counter_ns() at entry: compare records with each other, not with wall clock
     duration_ns: int
-    outcome: str  # "ok" or an ErrorCode value
+    outcome: str  # "ok" or an ErrorCode value (a call); "ok" or how it ended (a lifecycle event)
     nbytes: int = 0
     device: str | None = None
+    guest_id: int = 0
+    kind: str = "call"  # or "lifecycle"
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,10 +70,33 @@ class Timeline:
         outcome: str,
         nbytes: int = 0,
         device: str | None = None,
+        guest_id: int = 0,
     ) -> None:
+        """A wasi-nn call that started at ``start_ns`` and ends now."""
         # A plain tuple on the hot path; CallRecord objects are made only for listeners and readers.
         elapsed = time.perf_counter_ns() - start_ns
-        row = (next(self._seq), call, guest, graph, start_ns, elapsed, outcome, nbytes, device)
+        self._append((next(self._seq), call, guest, graph, start_ns, elapsed, outcome, nbytes, device, guest_id))
+
+    def event(
+        self,
+        event: str,
+        guest: str,
+        guest_id: int,
+        *,
+        start_ns: int | None = None,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> None:
+        """A guest's lifecycle event (:data:`LIFECYCLE`); with ``start_ns`` it lasted until now (a compile, a run)."""
+        if event not in LIFECYCLE:
+            raise ValueError(f"unknown lifecycle event {event!r} (known: {', '.join(LIFECYCLE)})")
+        now = time.perf_counter_ns()
+        start = now if start_ns is None else start_ns
+        self._append(
+            (next(self._seq), event, guest, None, start, now - start, outcome, 0, None, guest_id, "lifecycle", detail)
+        )
+
+    def _append(self, row: tuple[Any, ...]) -> None:
         self._records.append(row)
         if self._listeners:
             rec = CallRecord(*row)
@@ -92,9 +127,11 @@ class Timeline:
         return len(self._records)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Per call name: count, errors, total and mean latency in microseconds."""
+        """Per wasi-nn call name: count, errors, total and mean latency in microseconds (lifecycle events apart)."""
         out: dict[str, dict[str, float]] = {}
         for rec in self.records():
+            if rec.kind != "call":
+                continue
             row = out.setdefault(rec.call, {"count": 0, "errors": 0, "total_us": 0.0})
             row["count"] += 1
             row["errors"] += 0 if rec.ok else 1
