@@ -1,12 +1,26 @@
 """Hostile TorchScript archives: what a guest can hand wasi-nn ``load`` to reach past its sandbox.
 
 Each builder returns the bytes of a real TorchScript archive (``torch.jit.script`` + ``torch.jit.save``, and where
-the attack needs code that the scripter will not write, the archive's code file edited inside the zip). Every one of
-them does harm when loaded (and run) in-process with ``torch.jit.load``, as the host does today: see
-``test_hostile_models.py``, which only ever loads them in throwaway subprocesses. Never ``torch.jit.load`` one of
-these in a process you care about (``deep_nesting`` segfaults it, ``spin_*`` hang it, ``hoard_*`` eat its memory).
+the attack needs bytes that the scripter will not write, the archive's files edited inside the zip). Every one does
+harm when the host loads and runs it in-process with ``torch.jit.load``, as it did before the sandbox (3b043e6),
+through ``Host().client()`` and through a wasm guest alike:
 
-Every model takes one float32 input ``x`` (the tests hand it ``zeros(4)``) and returns a tensor.
+- ``read_file``: the guest's output is the file's bytes (a secret the test writes; ``root:x:0:0:root:``);
+- ``write_file_on_load`` / ``write_file_in_forward``: the file is created, or its start overwritten, during
+  ``load`` / ``compute``; ``save_in_forward`` writes a zip there with ``aten::save``;
+- ``call_host_op``: a Python operator the host registered runs with the guest's arguments (it creates a file);
+  ``python_kernel``: torch's own Python-implemented ``debugprims::load_tensor`` runs in the host;
+- ``reseed_rng``: the host's global random generator is reset to the guest's seed;
+- ``stale_heap``: the output is 64 KiB of the host's heap (a secret the host holds comes back);
+- ``deep_nesting``: SIGSEGV (rc -11) in ``load``; ``empty_storage``: SIGSEGV in ``compute``;
+- ``spin_on_load`` / ``spin_in_forward``: ``load`` / ``compute`` never return; ``detached_spin``: ``compute``
+  returns, a host thread spins on, and the process never exits;
+- ``hoard_on_load`` / ``hoard_in_forward``: the host's memory grows until something kills it (the kernel's OOM
+  killer took a 24 GB process and the machine's other work with it once); ``huge_allocation``: 256 GiB asked for
+  (an error under strict overcommit, the OOM killer elsewhere).
+
+``test_hostile_models.py`` loads them only in throwaway subprocesses. Never ``torch.jit.load`` one of these in a
+process you care about. Every model takes one float32 input ``x`` (the tests hand it ``zeros(4)``).
 """
 
 from __future__ import annotations
