@@ -16,7 +16,7 @@ through ``Host().client()`` and through a wasm guest alike:
 - ``spin_on_load`` / ``spin_in_forward``: ``load`` / ``compute`` never return; ``detached_spin``: ``compute``
   returns, a host thread spins on, and the process never exits;
 - ``hoard_on_load`` / ``hoard_in_forward``: the host's memory grows until something kills it (the kernel's OOM
-  killer took a 24 GB process and the machine's other work with it once); ``huge_allocation``: 256 GiB asked for
+  killer ended one unguarded run at 24 GB resident); ``huge_allocation``: 256 GiB asked for
   (an error under strict overcommit, the OOM killer elsewhere).
 
 ``test_hostile_models.py`` loads them only in throwaway subprocesses. Never ``torch.jit.load`` one of these in a
