@@ -356,3 +356,20 @@ def test_target_names_do_not_reach_back_into_device_resolution() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_torchscript_error_leads_with_its_message_not_the_interpreter_trace(tmp_path) -> None:
+    class Bad(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ torch.ones(3, 3)
+
+    host = Host()
+    host.register("bad", torch.jit.script(Bad()))
+    with host.client() as client:
+        ctx = client.init_execution_context(client.load_by_name("bad"))
+        client.set_input(ctx, 0, Tensor.from_value(torch.ones(2, 2)))
+        with pytest.raises(WasiNNError) as err:
+            client.compute(ctx)
+    message = err.value.message
+    assert message.startswith("RuntimeError: mat1 and mat2 shapes cannot be multiplied"), message
+    assert "Traceback of TorchScript" not in message and "in forward" in message and message.count("\n") == 0

@@ -72,7 +72,19 @@ class Graph(ABC):
 
 def out_of_host_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is a failed host allocation (torch's CPU allocator words it so; a budget's rlimit does it)."""
-    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "std::bad_alloc" in text
+
+
+def model_error(exc: BaseException) -> str:
+    """What a model's failure says, first: TorchScript puts ~40 lines of its interpreter's trace before the error
+    itself, so its last line leads and the model's own source location follows."""
+    text = str(exc).strip()
+    if "Traceback of TorchScript" not in text:
+        return f"{type(exc).__name__}: {text}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    where = [line for line in lines if line.startswith('File "')]
+    return f"{lines[-1]} (model code: {where[-1]})" if where else lines[-1]
 
 
 def release_cuda_cache() -> None:
@@ -137,7 +149,7 @@ class ExecutionContext:
         except Exception as exc:  # model code: any failure is the model's, reported with its message
             if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
                 release_cuda_cache()
-            raise WasiNNError(ErrorCode.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}") from exc
+            raise WasiNNError(ErrorCode.RUNTIME_ERROR, model_error(exc)) from exc
         finally:
             self._busy.release()
         self._drop_outputs()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import out_of_host_memory
+from ..backends.base import model_error, out_of_host_memory
 from ..errors import ErrorCode, WasiNNError
 from ..tensors import BY_NAME, MAX_RANK, Tensor, element_count
 
@@ -173,7 +173,7 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
     """What the worker answers for a failed request: a wasi-nn code and the message."""
     if isinstance(exc, WasiNNError):
         return {"ok": False, "code": exc.code.value, "message": text(exc.message)}
-    message = text(f"{type(exc).__name__}: {exc}")
+    message = text(model_error(exc))
     if out_of_host_memory(exc):
         return {
             "ok": False,
