@@ -127,3 +127,22 @@ def test_input_bytes_are_budgeted_per_guest() -> None:
         client.set_input(b, 0, Tensor.from_value(np.zeros(1000, np.uint8)))
         assert client.budget.used == 1000
     assert client.budget.used == 0
+
+
+def test_closing_a_host_closes_its_clients_and_drops_its_graphs(torchscript_identity) -> None:
+    from wasinn_jupyter.host import WasinnError
+
+    with Host() as host:
+        host.register("echo", "echo")
+        client = host.client()
+        ctx = client.init_execution_context(client.load_by_name("echo"))
+        client.set_input(ctx, 0, Tensor.from_value(np.zeros(8, np.uint8)))
+        guest_model = client.load([torchscript_identity], "pytorch", "cpu")
+        worker = client._sandboxes["cpu"]
+        assert client.budget.used > 0 and guest_model is not None
+    assert host.closed and host.graphs() == {}
+    assert len(client.contexts) == 0 and len(client.graphs) == 0 and client.budget.used == 0
+    assert worker.dead is not None
+    with pytest.raises(WasinnError):
+        host.client()
+    host.close()  # again: nothing to do

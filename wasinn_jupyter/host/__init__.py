@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends.base import GraphInfo, TensorInfo
     from .encodings import Encoding, Target
-    from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError
+    from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError, WasinnError
     from .handles import GUEST_MODEL_MODES, Limits, default_guest_bytes
     from .host import Client, Host
     from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
@@ -33,6 +33,7 @@ _WHERE = {
     "ErrorCode": "errors",
     "UnknownGraphName": "errors",
     "WasiNNError": "errors",
+    "WasinnError": "errors",
     "Limits": "handles",
     "GUEST_MODEL_MODES": "handles",
     "default_guest_bytes": "handles",
@@ -79,6 +80,7 @@ __all__ = [
     "UnknownGraphName",
     "WasiNNError",
     "WasiOptions",
+    "WasinnError",
     "default_guest_bytes",
 ]
 

@@ -1,13 +1,21 @@
-"""The one error type of the host, and the one mapping from it to wasi-nn error codes.
+"""The package's one exception tree, and the one mapping from wasi-nn failures to error codes.
 
-Every failure inside the host is a :class:`WasiNNError` carrying an :class:`ErrorCode`; the ABI layers turn it
-into a witx errno (legacy ``wasi_ephemeral_nn``) or a WIT ``error-code`` with :func:`witx_errno` and
-:func:`wit_code`, and keep the message for the user. Nothing else crosses the wasm boundary.
+Every exception this package raises on purpose derives from :class:`WasinnError`:
 
-    WasiNNError(code, message)
-     ├── UnknownGraphName (load_by_name missed: errno 8, or 103 for WasmEdge guests)
-     ├── code: ErrorCode  (the union of the witx errnos, the WIT error codes and WasmEdge's extensions)
-     └── message: str     (kept as the host's last error, shown by the CLI and the notebook)
+    WasinnError                       (errors.py) catch this for "anything wasinn-jupyter said no to"
+     ├── WasiNNError(code, message)   (errors.py) a wasi-nn call failed: the guest gets the code, the person the
+     │    │                           message. ``code`` is an ErrorCode: the union of the witx errnos, the WIT
+     │    │                           error codes and WasmEdge's extensions
+     │    └── UnknownGraphName        load_by_name missed: errno 8, or 103 for WasmEdge guests
+     ├── GuestError                   (session.py) a guest did not compile or instantiate, or trapped
+     │    ├── GuestTrap               it trapped (unreachable, out of bounds, stack overflow...)
+     │    ├── GuestExit               it called proc_exit: a command guest's normal end
+     │    └── GuestStopped            the host stopped it: interrupted, deadline, fuel
+     ├── CompileError                 (guests/compile.py) a guest's source did not compile
+     └── the magics' user-facing error (magics/) a cell's request could not be done: shown in one line
+
+:func:`witx_errno` and :func:`wit_code` turn a WasiNNError into what a guest of each ABI receives; nothing else
+crosses the wasm boundary.
 """
 
 from __future__ import annotations
@@ -89,7 +97,11 @@ class Dialect(enum.Enum):
     WASMEDGE = "wasmedge"
 
 
-class WasiNNError(Exception):
+class WasinnError(Exception):
+    """The root of every exception this package raises on purpose (the tree is drawn in this module's docstring)."""
+
+
+class WasiNNError(WasinnError):
     """A wasi-nn failure: a code for the guest, a message for the person."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 from .backends.base import ExecutionContext, Graph, GraphInfo
 from .devices import resolve
 from .encodings import Encoding, Target
-from .errors import ErrorCode, WasiNNError, fail
+from .errors import ErrorCode, WasiNNError, WasinnError, fail
 from .handles import ByteBudget, HandleTable, Limits
 from .registry import Entry, Registry, check_encoding
 from .sandbox.remote import Buffer, SandboxProcess
@@ -53,6 +54,8 @@ class Host:
         self.timeline = timeline or Timeline()
         self.last_error: str | None = None
         self._clients = 0
+        self._open: weakref.WeakSet[Client] = weakref.WeakSet()  # what close() must close
+        self._closed = False
         self._lock = threading.Lock()
 
     @property
@@ -81,9 +84,36 @@ class Host:
     def client(self, label: str | None = None) -> Client:
         """A new guest's wasi-nn. ``label`` names it on the timeline (default ``guestN``); ``Client.id`` is unique."""
         with self._lock:
+            if self._closed:
+                raise WasinnError("this Host is closed")
             self._clients += 1
             number = self._clients
-        return Client(self, label or f"guest{number}", number)
+            client = Client(self, label or f"guest{number}", number)
+            self._open.add(client)
+        return client
+
+    def close(self) -> None:
+        """Close every client it made (their handles, their sandbox workers) and drop the registered graphs.
+
+        Idempotent. Graphs a caller still holds elsewhere stay usable by that caller; the host serves no more.
+        """
+        with self._lock:
+            self._closed = True
+            clients = list(self._open)
+            self._open.clear()
+        for client in clients:
+            client.close()
+        self.registry.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _record_error(self, message: str) -> None:
         self.last_error = message
