@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .backends import backend_for
 from .backends.base import ExecutionContext, Graph, GraphInfo
 from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, WasinnError, fail
 from .handles import ByteBudget, HandleTable, Limits
-from .registry import Entry, Registry, check_encoding
+from .registry import Entry, Registry
 from .sandbox.remote import Buffer, SandboxProcess
 from .tensors import Tensor, TensorType
 from .timeline import Timeline
@@ -267,7 +268,9 @@ class Client:
         mode = limits.guest_model_mode()
         if mode == "off":
             fail(ErrorCode.UNSUPPORTED_OPERATION, "this host loads no models from guest bytes; use load_by_name")
-        check_encoding(encoding)
+        backend = backend_for(encoding)  # invalid_encoding, naming the supported ones
+        if not backend.reads_bytes:
+            fail(ErrorCode.UNSUPPORTED_OPERATION, f"the {backend.name} backend loads no graphs from a guest's bytes")
         check_model_size(sum(len(b) for b in builders), limits.max_model_bytes)
         if len(builders) != 1:
             fail(
@@ -280,11 +283,9 @@ class Client:
         self.budget.charge(size)  # the copy made below, held while it loads
         try:
             if mode == "sandbox":
-                graph: Graph = self._sandbox(device).load(builders[0], name, limits)
+                graph: Graph = self._sandbox(device).load(builders[0], encoding, name, limits)
             else:
-                from .backends import torch as torch_backend
-
-                graph = torch_backend.load_bytes(bytes(builders[0]), device, name, limits.max_model_bytes)
+                graph = backend.from_bytes(bytes(builders[0]), device, name, limits.max_model_bytes)
         except BaseException:
             self.budget.charge(-size)
             raise
@@ -327,8 +328,7 @@ class Client:
                 fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config is nested too deeply")
             if not isinstance(parsed, dict):
                 fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config must be a JSON object")
-            if parsed:
-                log.info("graph %s: config keys %s are not used by the PyTorch backend", name, sorted(parsed))
+            return self.graphs.insert(self.host.registry.get(name).graph.configure(parsed))  # the backend decides
         return self.graphs.insert(self.host.registry.get(name).graph)
 
     def _init_execution_context(self, graph: int) -> int:

@@ -12,24 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends import ECHO, backend_for_source
 from .backends.base import Graph
-from .backends.echo import ECHO, EchoGraph
 from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, UnknownGraphName, fail
 from .handles import Limits
-
-# Encodings the PyTorch backend reads; every other one is refused with this list in the message.
-SUPPORTED_ENCODINGS = (Encoding.PYTORCH, Encoding.AUTODETECT)
-
-
-def check_encoding(encoding: Encoding) -> None:
-    if encoding not in SUPPORTED_ENCODINGS:
-        names = ", ".join(e.name.lower() for e in SUPPORTED_ENCODINGS)
-        fail(
-            ErrorCode.INVALID_ENCODING,
-            f"graph encoding {encoding.name.lower()} is not supported here (supported: {names})",
-        )
 
 
 @dataclass
@@ -71,20 +59,18 @@ class Registry:
         return entry
 
     def _load(self, name: str, source: Any, encoding: Encoding, device: str) -> Graph:
-        if isinstance(source, str) and source == ECHO:
-            return EchoGraph(name, device)
         if isinstance(source, Graph):  # a backend of the caller's own (the conformance tests use one)
             return source
-        check_encoding(encoding)
-        from .backends import torch as torch_backend
-
+        backend = backend_for_source(source, encoding)
         if isinstance(source, (str, Path)):
             # the file it names (a directory's model.pt), resolved through symlinks, is what must lie inside the
             # allowed directories; its suffix as named decides the loader
-            named = torch_backend.model_file(Path(source).expanduser())
+            if isinstance(source, str) and source == ECHO:
+                return backend.from_path(Path(source), device, name, self.limits.max_model_bytes)
+            named = backend.model_file(Path(source).expanduser())
             path = self.check_path(named)
-            return torch_backend.load_path(path, device, name, self.limits.max_model_bytes, suffix=named.suffix)
-        return torch_backend.from_object(source, device, name)
+            return backend.from_path(path, device, name, self.limits.max_model_bytes, suffix=named.suffix)
+        return backend.from_object(source, device, name)
 
     def check_path(self, path: Path) -> Path:
         """The resolved path, refused (security) when it lies outside the allowed model directories."""

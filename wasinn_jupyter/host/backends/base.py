@@ -1,19 +1,26 @@
-"""What a backend implements: a Graph that runs a list of tensors to a list of tensors.
+"""What a backend implements: how graphs of its encodings are loaded, and a Graph that runs tensors to tensors.
 
-Backends never see guest memory or handles. The execution context (inputs set one by one, outputs read one by
-one, or everything in one named call) is the same for every backend, so it lives here once.
+Backends never see guest memory or handles. A :class:`Backend` loads graphs from bytes, from a path or from a
+Python object, for the encodings it is registered under (``backends/__init__.py`` keeps the table); a loader it
+does not have answers ``unsupported_operation``. Optional abilities of a graph (streaming, properties) are
+discovered with :meth:`Graph.supports`, never assumed. The execution context (inputs set one by one, outputs read
+one by one, or everything in one named call) is the same for every backend, so it lives here once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorCode, WasiNNError, fail
 from ..handles import ByteBudget
 from ..tensors import Tensor, TensorType
+
+log = logging.getLogger(__name__)
 
 # A graph accepts at most this many positional inputs; it bounds what a hostile index can make the host allocate.
 MAX_INPUTS = 1024
@@ -51,6 +58,20 @@ class Graph(ABC):
 
     name: str
     device: str
+    abilities: frozenset[str] = frozenset()  # optional abilities this graph has: "streaming", "properties", ...
+
+    def supports(self, ability: str) -> bool:
+        return ability in self.abilities
+
+    def configure(self, config: dict[str, Any]) -> Graph:
+        """The graph a guest gets from ``load_by_name_with_config``: WasmEdge's JSON object reaches the backend.
+
+        The default uses no settings (guests built for WasmEdge send ones meant for its GGML backend): it logs the
+        keys and shares the graph unchanged. A backend with settings returns a configured graph.
+        """
+        if config:
+            log.info("graph %s: config keys %s are not used by %s", self.name, sorted(config), type(self).__name__)
+        return self
 
     @abstractmethod
     def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:
@@ -87,11 +108,27 @@ def model_error(exc: BaseException) -> str:
     return f"{lines[-1]} (model code: {where[-1]})" if where else lines[-1]
 
 
-def release_cuda_cache() -> None:
-    """After a CUDA out-of-memory error, hand the allocator's cached blocks back so the device stays usable."""
-    import torch
+class Backend:
+    """Loads graphs of the encodings it is registered under. A loader left out answers unsupported_operation."""
 
-    torch.cuda.empty_cache()
+    name: str = "backend"
+    reads_bytes: bool = False  # has from_bytes: guests may `load` this encoding (in the sandbox worker)
+
+    def from_bytes(self, data: bytes, device: str, name: str, max_bytes: int) -> Graph:
+        """A graph from a guest's bytes (``load``): untrusted, so the host calls this only inside its sandbox."""
+        fail(ErrorCode.UNSUPPORTED_OPERATION, f"the {self.name} backend loads no graphs from bytes")
+
+    def model_file(self, path: Path) -> Path:
+        """The file a user's path names (a directory may stand for a file in it)."""
+        return path
+
+    def from_path(self, path: Path, device: str, name: str, max_bytes: int, suffix: str | None = None) -> Graph:
+        """A graph from a file the user named; ``suffix`` is that of the name given, before symlinks."""
+        fail(ErrorCode.UNSUPPORTED_OPERATION, f"the {self.name} backend loads no graphs from files")
+
+    def from_object(self, obj: Any, device: str, name: str) -> Graph:
+        """A graph from a live Python object the user holds."""
+        fail(ErrorCode.UNSUPPORTED_OPERATION, f"the {self.name} backend loads no graphs from Python objects")
 
 
 class ExecutionContext:
@@ -147,8 +184,6 @@ class ExecutionContext:
         except WasiNNError:
             raise
         except Exception as exc:  # model code: any failure is the model's, reported with its message
-            if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
-                release_cuda_cache()
             raise WasiNNError(ErrorCode.RUNTIME_ERROR, model_error(exc)) from exc
         finally:
             self._busy.release()

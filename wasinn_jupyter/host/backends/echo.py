@@ -7,8 +7,10 @@ through device memory, so the suite's gpu cases exercise the real host-device pa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..tensors import Tensor
-from .base import Graph, GraphInfo
+from .base import Backend, Graph, GraphInfo
 
 ECHO = "echo"
 
@@ -31,3 +33,12 @@ class EchoGraph(Graph):
             parameters=0,
             notes=["any number of inputs of any type and shape; output i is input i"],
         )
+
+
+class EchoBackend(Backend):
+    """The echo model, named by the word ``echo`` where a model path goes (``--nn-preload NAME:ENC:TARGET:echo``)."""
+
+    name = ECHO
+
+    def from_path(self, path: Path, device: str, name: str, max_bytes: int, suffix: str | None = None) -> Graph:
+        return EchoGraph(name, device)

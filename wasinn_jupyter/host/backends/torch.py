@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, WasiNNError, fail
 from ..tensors import Tensor, type_of_torch
-from .base import Graph, GraphInfo, TensorInfo, out_of_host_memory
+from .base import Backend, Graph, GraphInfo, TensorInfo, out_of_host_memory
 
 if TYPE_CHECKING:
     import torch
@@ -303,8 +303,12 @@ class TorchGraph(Graph):
                 f"({', '.join(self._input_names)}), got {len(inputs)}",
             )
         args = [t.to_torch(self.device) for t in inputs]
-        with torch.inference_mode():
-            result = self.module(*args)
+        try:
+            with torch.inference_mode():
+                result = self.module(*args)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()  # hand the cached blocks back, so the device stays usable after this error
+            raise
         if isinstance(result, dict):
             return {str(k): _as_tensor(v, str(k)) for k, v in result.items()}
         if isinstance(result, (tuple, list)):
@@ -344,3 +348,22 @@ def _as_tensor(value: Any, what: str) -> Tensor:
     if not isinstance(value, torch.Tensor):
         fail(ErrorCode.RUNTIME_ERROR, f"model returned {type(value).__name__} as {what}; outputs must be tensors")
     return Tensor(tuple(value.shape), type_of_torch(value.dtype), value)
+
+
+class TorchBackend(Backend):
+    """TorchScript from bytes and files, torch.export programs from files named .pt2, live modules and programs."""
+
+    name = "pytorch"
+    reads_bytes = True
+
+    def from_bytes(self, data: bytes, device: str, name: str, max_bytes: int) -> Graph:
+        return load_bytes(data, device, name, max_bytes)
+
+    def model_file(self, path: Path) -> Path:
+        return model_file(path)
+
+    def from_path(self, path: Path, device: str, name: str, max_bytes: int, suffix: str | None = None) -> Graph:
+        return load_path(path, device, name, max_bytes, suffix=suffix)
+
+    def from_object(self, obj: Any, device: str, name: str) -> Graph:
+        return from_object(obj, device, name)

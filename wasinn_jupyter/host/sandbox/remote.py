@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from ..backends.base import Graph, GraphInfo, TensorInfo
+from ..encodings import Encoding
 from ..errors import ErrorCode, WasiNNError, fail
 from ..handles import ByteBudget, Limits
 from ..tensors import Tensor
@@ -306,7 +307,7 @@ class SandboxProcess:
 
     # -- graphs ----------------------------------------------------------------------------------------------
 
-    def load(self, data: Buffer, name: str, limits: Limits) -> RemoteGraph:
+    def load(self, data: Buffer, encoding: Encoding, name: str, limits: Limits) -> RemoteGraph:
         """Load ``data`` (a TorchScript archive, possibly a view of guest memory) in the worker."""
         handle = self._next_graph
         self._next_graph += 1
@@ -317,6 +318,7 @@ class SandboxProcess:
             message = {
                 "op": "load",
                 "graph": handle,
+                "encoding": encoding.name,
                 "name": name,
                 "size": len(data),
                 "max_bytes": limits.max_model_bytes,

@@ -28,6 +28,8 @@ import sys
 import zlib  # noqa: F401 - deflated archive entries, loaded before confinement
 from typing import Any
 
+from ..backends import backend_for
+from ..encodings import Encoding
 from ..errors import ErrorCode, fail
 from ..tensors import Tensor
 from . import protocol
@@ -54,9 +56,7 @@ class Worker:
         """Load and run ``archive`` once: torch loads what serving needs while this process can still open files."""
         import torch
 
-        from ..backends import torch as torch_backend
-
-        graph = torch_backend.load_bytes(archive, self.device, "warm-up", 1 << 20)
+        graph = backend_for(Encoding.PYTORCH).from_bytes(archive, self.device, "warm-up", 1 << 20)
         graph.run([Tensor.from_value(torch.zeros(1, 1, 2, 2))])
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -99,12 +99,11 @@ class Worker:
         raise protocol.ProtocolError(f"unknown request {op!r}")
 
     def load(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        from ..backends import torch as torch_backend
-
         size = message["size"]
         mm = protocol.map_fd(fds.pop(), size, writable=False) if fds else None
         data = mm[:] if mm is not None else b""
-        graph = torch_backend.load_bytes(data, self.device, str(message["name"]), int(message["max_bytes"]))
+        backend = backend_for(Encoding[str(message["encoding"])])
+        graph = backend.from_bytes(data, self.device, str(message["name"]), int(message["max_bytes"]))
         del data
         self.graphs[message["graph"]] = graph
         info = graph.info()
