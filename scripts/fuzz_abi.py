@@ -422,6 +422,8 @@ class LoadFuzzer:
         i, text = _pick_code(rng, entries)
         tokens = TOKEN.findall(text)
         for _ in range(rng.randint(1, 4)):
+            if not tokens:  # an earlier mutation emptied the file: give it something to mutate
+                tokens.append(rng.choice(self.vocabulary))
             at = rng.randrange(len(tokens))
             op = rng.choice(["insert", "delete", "duplicate", "swap", "replace"])
             if op == "insert":
