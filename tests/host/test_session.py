@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wasinn_jupyter.host import GuestError, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
+from wasinn_jupyter.host import GuestError, GuestLimits, GuestStopped, GuestTrap, Host, Session, WasiOptions
 
 WASI = '(import "wasi_snapshot_preview1" "{0}" (func ${0} {1}))'
 
@@ -235,7 +235,7 @@ def test_closing_or_dropping_a_session_ends_its_ticker(host) -> None:
     ticker.join(1)
     assert not ticker.is_alive()
 
-    dropped = Session(host)
+    dropped = Session(Host())  # closing a session closes its host: the next one needs its own
     dropped.instantiate(dropped.compile(RUNAWAY)).call("add", 1, 2, watch=False)
     ticker, ref = dropped._ticker, weakref.ref(dropped)
     del dropped

@@ -60,7 +60,8 @@ class Poller:
         try:
             result: object = self._call("poll", at, out, len(subs) if n is None else n, nev)
         except (GuestError, wasmtime.WasmtimeError) as exc:
-            last = str(exc).strip().splitlines()[-1].strip().removeprefix("poll_oneoff: ")
+            last = str(exc).strip().splitlines()[-1].strip().removeprefix("guest failed: ")
+            last = last.removeprefix("poll_oneoff: ")
             result = re.sub(r"^\d+: ", "", last)  # wasmtime numbers some causes
         taken = time.monotonic() - start
         return result, taken, self.read(NEVENTS, 4), self.read(OUT, 32 * max(1, len(subs)))

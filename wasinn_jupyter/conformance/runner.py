@@ -21,12 +21,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-import wasmtime
-
 from .._version import __version__
-from ..host import GuestError, GuestLimits, Host, Session
-from ..host.devices import cuda_available
-from ..host.errors import WITX_ERRNO_NAMES
+from ..host import (
+    WITX_ERRNO_NAMES,
+    GuestError,
+    GuestLimits,
+    GuestModule,
+    Host,
+    Session,
+    cuda_available,
+    wat_to_wasm,
+)
 
 GUESTS_DIR = Path(__file__).parent / "guests"
 GUESTS = ("echo", "load")  # the .wat files that are modules; common.wat is pasted into each
@@ -439,7 +444,8 @@ def guest_wat(guest: str, model: bytes | None = None) -> str:
 
 
 def assemble(guest: str, model: bytes | None = None) -> bytes:
-    return bytes(wasmtime.wat2wasm(guest_wat(guest, model)))
+    """A guest's wasm bytes (ValueError if its WAT does not parse)."""
+    return wat_to_wasm(guest_wat(guest, model))
 
 
 # -- running -------------------------------------------------------------------------------------------------------
@@ -475,10 +481,10 @@ def _host_info(session: Session, target: str) -> dict[str, Any]:
     return info
 
 
-def _modules(session: Session, chosen: list[Case]) -> dict[str, wasmtime.Module | tuple[Status, str]]:
+def _modules(session: Session, chosen: list[Case]) -> dict[str, GuestModule | tuple[Status, str]]:
     """Each guest the chosen cases need, compiled once, or the verdict for its cases where it cannot be."""
     model: bytes | None = None
-    modules: dict[str, wasmtime.Module | tuple[Status, str]] = {}
+    modules: dict[str, GuestModule | tuple[Status, str]] = {}
     for guest in sorted({c.guest for c in chosen}):
         if guest == "load":
             try:
@@ -487,13 +493,13 @@ def _modules(session: Session, chosen: list[Case]) -> dict[str, wasmtime.Module 
                 modules[guest] = "skip", f"needs a PyTorch backend: torch is not importable ({exc})"
                 continue
         try:
-            modules[guest] = session.compile(assemble(guest, model))
-        except (GuestError, wasmtime.WasmtimeError, ValueError) as exc:
+            modules[guest] = session.compile(assemble(guest, model), name=f"{guest}.wasm")
+        except (GuestError, ValueError) as exc:
             modules[guest] = "fail", f"the {guest} guest does not build: {exc}"
     return modules
 
 
-def _run_case(session: Session, module: wasmtime.Module, case: Case) -> tuple[Status, str]:
+def _run_case(session: Session, module: GuestModule, case: Case) -> tuple[Status, str]:
     limits = GuestLimits(deadline_s=CASE_DEADLINE_S)
     try:
         with session.instantiate(module, label=f"conformance:{case.name}", limits=limits) as guest:
@@ -520,14 +526,17 @@ def run_suite(
 ) -> Report:
     """Run the cases (those whose name contains ``select``) against a host; every case gets a fresh instance.
 
-    With no ``session``, a new host gets the built-in echo graph for ``target``. A given session is used as it is
-    (so a test can put its own graph under the name ``echo``); the echo graph is registered only where it has none.
+    With no ``session``, a new host gets the built-in echo graph for ``target``, and is closed at the end. A given
+    session is used as it is (so a test can put its own graph under the name ``echo``) and left open; the echo
+    graph is registered only where it has none.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
+    if session is None:
+        with Session(Host()) as own:
+            return run_suite(target, own, progress, select)
     started = time.perf_counter()
     chosen = [c for c in cases(target) if select is None or select in c.name]
-    session = session or Session(Host())
     report = Report(target)
 
     def record(case: Case, status: Status, detail: str, since: float) -> None:

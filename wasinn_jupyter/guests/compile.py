@@ -11,8 +11,9 @@ out of the paths so it reads ``guest.c:3:5: error: ...``.
 
 Nothing here knows about IPython: progress goes to a callback.
 
-    CompileError (exception)
-     └── ToolchainMissing
+    WasinnError (wasinn_jupyter.host.errors: the package's one root)
+     └── CompileError
+          └── ToolchainMissing
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import wasmtime
-
 from .._version import __version__
+from ..host import WasinnError, wat_to_wasm
 
 Progress = Callable[[str], None]
 
@@ -47,7 +47,7 @@ MAX_LOG_LINES = 40
 _SAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 
-class CompileError(Exception):
+class CompileError(WasinnError):
     """The source did not compile; ``log`` is the compiler's output, trimmed and with temporary paths removed."""
 
     def __init__(self, message: str, log: str = "") -> None:
@@ -380,8 +380,8 @@ def compile_source(
 
 def _wat(source: str) -> bytes:
     try:
-        return bytes(wasmtime.wat2wasm(source))
-    except wasmtime.WasmtimeError as exc:
+        return wat_to_wasm(source)
+    except ValueError as exc:
         raise CompileError("the WAT does not parse:", _trim(str(exc).strip())) from None
 
 

@@ -1,5 +1,5 @@
 ;; driver.wat: the guest `%%wasinn compute` uses when no --guest is given. It implements the wasinn-jupyter
-;; compute convention (see wasinn_jupyter/guests/driver.py and bindings/wasi_nn.h) by forwarding the tensors it is
+;; compute convention (see wasinn_jupyter/host/abi/convention.py and bindings/wasi_nn.h) by forwarding the tensors it is
 ;; handed through the witx ABI: load_by_name, init_execution_context, set_input for each, compute, then get_output
 ;; for index 0, 1, ... until the host answers invalid_argument (witx has no output count).
 ;;

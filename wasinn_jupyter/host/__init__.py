@@ -15,16 +15,40 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
     from .backends.base import GraphInfo, TensorInfo
+    from .cuda import cuda_available
     from .encodings import Encoding, Target
-    from .errors import Dialect, ErrorCode, UnknownGraphName, WasiNNError, WasinnError
+    from .errors import WITX_ERRNO_NAMES, Dialect, ErrorCode, UnknownGraphName, WasiNNError, WasinnError
     from .handles import GUEST_MODEL_MODES, Limits, default_guest_bytes
     from .host import Client, Host
-    from .session import Guest, GuestError, GuestExit, GuestLimits, GuestStopped, GuestTrap, Session, WasiOptions
+    from .module import GuestModule, ModuleExport, ModuleImport, wat_to_wasm
+    from .session import (
+        Guest,
+        GuestError,
+        GuestExit,
+        GuestLimits,
+        GuestStopped,
+        GuestTrap,
+        Session,
+        abandoned_workers,
+    )
     from .tensors import TENSOR_TYPES, Tensor, TensorType
     from .timeline import CallRecord, Timeline
+    from .wasi import WasiOptions, parse_dir, parse_env
 
 _WHERE = {
+    "WASMEDGE_ONLY_ENCODINGS": "abi.dialect",
+    "encodings_dialect": "abi.dialect",
+    "cuda_available": "cuda",
+    "WITX_ERRNO_NAMES": "errors",
+    "GuestModule": "module",
+    "ModuleExport": "module",
+    "ModuleImport": "module",
+    "wat_to_wasm": "module",
+    "abandoned_workers": "session",
+    "parse_dir": "wasi",
+    "parse_env": "wasi",
     "GraphInfo": "backends.base",
     "TensorInfo": "backends.base",
     "Encoding": "encodings",
@@ -46,7 +70,7 @@ _WHERE = {
     "GuestStopped": "session",
     "GuestTrap": "session",
     "Session": "session",
-    "WasiOptions": "session",
+    "WasiOptions": "wasi",
     "TENSOR_TYPES": "tensors",
     "Tensor": "tensors",
     "TensorType": "tensors",
@@ -57,6 +81,8 @@ _WHERE = {
 __all__ = [
     "GUEST_MODEL_MODES",
     "TENSOR_TYPES",
+    "WASMEDGE_ONLY_ENCODINGS",
+    "WITX_ERRNO_NAMES",
     "CallRecord",
     "Client",
     "Dialect",
@@ -67,10 +93,13 @@ __all__ = [
     "GuestError",
     "GuestExit",
     "GuestLimits",
+    "GuestModule",
     "GuestStopped",
     "GuestTrap",
     "Host",
     "Limits",
+    "ModuleExport",
+    "ModuleImport",
     "Session",
     "Target",
     "Tensor",
@@ -81,7 +110,13 @@ __all__ = [
     "WasiNNError",
     "WasiOptions",
     "WasinnError",
+    "abandoned_workers",
+    "cuda_available",
     "default_guest_bytes",
+    "encodings_dialect",
+    "parse_dir",
+    "parse_env",
+    "wat_to_wasm",
 ]
 
 

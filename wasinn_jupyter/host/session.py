@@ -1,7 +1,12 @@
 """Engine, guests and their limits: where wasmtime meets the Host.
 
 A :class:`Session` owns one wasmtime Engine (compiled-code cache on, epoch interruption on) and one :class:`Host`.
-Each :class:`Guest` is a Store and an instance with its own wasi-nn :class:`Client`, WASI context and limits.
+``Session.compile`` gives a :class:`~.module.GuestModule` (core module or component, its exports, the wasi-nn it
+imports and the errno dialect that implies). Each :class:`Guest` is a Store and an instance with its own wasi-nn
+:class:`Client`, WASI context and limits. A Guest is what every guest has (the Store, limits, epochs,
+interrupts, the worker thread, lifecycle events on the host's timeline); how its module is linked is the
+per-ABI part (:mod:`.linking`: witx core modules today). A Session is a context manager: closing it closes its
+guests and its host.
 
 Stopping guests: the Session's ticker advances the engine's epoch every ``TICK_S`` while a guest runs, and each
 Store's epoch callback decides for its own guest only: stop (interrupted, or past its deadline) or carry on. So
@@ -16,6 +21,10 @@ wasm's own limit (``WASM_STACK``), so deep recursion traps instead of overflowin
 runs one call at a time: a call while another runs on a different thread is refused (a wasmtime Store must not
 be entered from two threads at once).
 
+wasmtime's errors arrive as paragraphs (a backtrace, then "Caused by:" and numbered causes): guest errors keep
+the innermost cause as one line and the frames apart (``GuestError.frames``, Rust names demangled), so a front-end
+shows one message and one backtrace.
+
 wasmtime 50 aborts the process if WASI is linked but the store has no WASI context: a Guest always sets one
 before instantiating, and no other code in the package links WASI.
 """
@@ -25,24 +34,26 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import wasmtime
-from wasmtime import Config, Engine, ExitTrap, Linker, Module, Store, Trap, WasiConfig, WasmtimeError
+from wasmtime import Config, Engine, ExitTrap, Store, Trap, WasiConfig, WasmtimeError
 from wasmtime import _ffi as ffi
+from wasmtime import component as wasm_component
 
-from .abi.dialect import DialectHint, guest_dialect, module_hint
-from .abi.witx import MODULE as WITX_MODULE
-from .abi.witx import WitxBinding
-from .errors import Dialect
+from .abi.memory import GuestMemory
+from .errors import Dialect, WasinnError
 from .host import Host
-from .wasi_poll import define_poll_oneoff
+from .linking import Linking, linking_for
+from .module import GuestModule, describe, is_component
+from .wasi import Output, WasiOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +61,6 @@ TICK_S = 0.01
 INTERRUPT_GRACE_S = 1.0  # how long an interrupted guest blocked in a host call may take to come back
 GUEST_THREAD_STACK = 16 << 20  # native stack of the threads that run watched calls
 WASM_STACK = 1 << 20  # wasm's share of a native stack: a guest past it traps (stack overflow)
-Output = Callable[[bytes], None]
 
 _EPOCH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_size_t,
@@ -62,9 +72,23 @@ _EPOCH_CALLBACK = ctypes.CFUNCTYPE(
 _FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _NO_FINALIZER = _FINALIZER(lambda _data: None)
 
+__all__ = [
+    "Guest",
+    "GuestError",
+    "GuestExit",
+    "GuestLimits",
+    "GuestStopped",
+    "GuestTrap",
+    "Output",
+    "Session",
+    "WasiOptions",
+    "abandoned_workers",
+    "demangle",
+]
 
-class GuestError(Exception):
-    """A guest could not be compiled or instantiated, or it trapped."""
+
+class GuestError(WasinnError):
+    """A guest could not be compiled or instantiated, or it trapped: ``message`` in one line, ``frames`` apart."""
 
     def __init__(self, message: str, frames: list[str] | None = None) -> None:
         super().__init__(message)
@@ -119,19 +143,12 @@ class GuestLimits:
             raise ValueError(f"fuel must be at least 0 or None, not {self.fuel}")
 
 
-@dataclass
-class WasiOptions:
-    """What the guest sees of the outside: argv, environment, preopened directories, where its output goes."""
-
-    argv: Sequence[str] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    dirs: Sequence[tuple[str, str]] = ()  # (host path, guest path)
-    stdout: Output | None = None  # None: inherit the process's stdout
-    stderr: Output | None = None
-
-
 class Session:
-    """One Engine and one Host; guests are instantiated from here."""
+    """One Engine and one Host; guests are compiled and instantiated from here.
+
+    ``with Session() as session:`` closes, on the way out, every guest it instantiated and its host (the graphs it
+    holds, their memory and workers), and ends the epoch ticker.
+    """
 
     def __init__(self, host: Host | None = None, *, cache: bool = True, fuel: bool = False) -> None:
         self.host = host or Host()
@@ -146,6 +163,8 @@ class Session:
                 log.warning("wasmtime compilation cache is off: %s", exc)
         self.fuel = fuel
         self.engine = Engine(config)
+        self.closed = False
+        self._guests: weakref.WeakSet[Guest] = weakref.WeakSet()
         self._running = 0
         self._running_lock = threading.Lock()
         self._ticking = threading.Event()
@@ -154,19 +173,45 @@ class Session:
         # The ticker thread holds only the engine and the two events, so a Session that is dropped is collected,
         # and collecting (or closing) it ends the thread.
         self._halt = weakref.finalize(self, _halt_ticker, self._ticking, self._stopped)
-        # what each module's bytes say of the host it was built for (see abi/dialect.py)
-        self._hints: weakref.WeakKeyDictionary[Module, DialectHint] = weakref.WeakKeyDictionary()
 
     def close(self) -> None:
-        """End the epoch ticker. Guests of this session should not be called afterwards."""
+        """Close every guest of this session and its host, and end the epoch ticker. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for guest in list(self._guests):
+            guest.close()
+        self.host.close()
         self._halt()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- compiling -----------------------------------------------------------------------------------------
 
-    def compile(self, source: bytes | str | Path) -> Module:
-        """A module from WAT text, wasm bytes, or a file holding either (an OSError if it cannot be read)."""
+    def compile(self, source: bytes | str | Path, *, name: str | None = None) -> GuestModule:
+        """A module (or component) from WAT text, wasm bytes, or a file holding either (OSError if unreadable).
+
+        ``name`` names it in messages and on the timeline (default: the file's name, else ``module``).
+        """
+        start = time.perf_counter_ns()
+        if name is None:
+            name = source.name if isinstance(source, Path) else "module"
         if isinstance(source, Path):
             source = source.read_bytes()
+        try:
+            module = self._compile(source, name)
+        except GuestError as exc:
+            self.host.timeline.event("compile", name, 0, start_ns=start, outcome="error", detail=exc.message)
+            raise
+        detail = f"{module.kind}, {module.size} bytes, {module.dialect.value} errnos"
+        self.host.timeline.event("compile", name, 0, start_ns=start, detail=detail)
+        return module
+
+    def _compile(self, source: bytes | str, name: str) -> GuestModule:
         if isinstance(source, bytes) and not source.startswith(b"\0asm"):
             try:
                 source = source.decode("utf-8")
@@ -176,24 +221,36 @@ class Session:
                 ) from None
         try:
             wasm = bytes(wasmtime.wat2wasm(source)) if isinstance(source, str) else source
-            module = Module(self.engine, wasm)
+            if is_component(wasm):
+                compiled: Any = wasm_component.Component(self.engine, wasm)
+            else:
+                compiled = wasmtime.Module(self.engine, wasm)
         except WasmtimeError as exc:
-            raise GuestError(f"the module does not compile: {exc}") from None
-        self._hints[module] = module_hint(wasm)
-        return module
+            raise GuestError(f"the module does not compile: {one_line(str(exc))}") from None
+        return describe(compiled, wasm, name, self.engine)
 
     # -- instantiating -------------------------------------------------------------------------------------
 
     def instantiate(
         self,
-        module: Module,
+        module: GuestModule,
         *,
         wasi: WasiOptions | None = None,
         limits: GuestLimits | None = None,
         dialect: Dialect | str = "auto",
         label: str | None = None,
     ) -> Guest:
-        return Guest(self, module, wasi or WasiOptions(), limits or GuestLimits(), dialect, label)
+        """A new instance of ``module`` with its own Store, Client and WASI context (see :class:`Guest`).
+
+        ``dialect`` "auto" takes the module's (``module.dialect``); ``label`` names it on the timeline.
+        """
+        if not isinstance(module, GuestModule):
+            raise TypeError(f"instantiate takes what Session.compile returns, not {type(module).__name__}")
+        if self.closed:
+            raise GuestError("this Session is closed")
+        guest = Guest(self, module, wasi or WasiOptions(), limits or GuestLimits(), dialect, label)
+        self._guests.add(guest)
+        return guest
 
     def run(self, source: bytes | str | Path, wasi: WasiOptions | None = None, **kwargs: Any) -> int:
         """Compile, instantiate and run a command guest; its exit code."""
@@ -237,17 +294,24 @@ def _halt_ticker(ticking: threading.Event, stopped: threading.Event) -> None:
 
 
 class Guest:
-    """A guest instance: its Store, its wasi-nn client and its WASI context."""
+    """A guest instance: its Store and limits, its wasi-nn client, its WASI context, and the calls into it.
+
+    Every call runs guarded (deadline, fuel, interrupts; on a worker thread when made from the main thread) and
+    is recorded on the host's timeline as lifecycle events: ``instantiate``, ``run`` (each call, timed), and how
+    a call ended where it did not return (``exit``, ``trap``, ``stopped``), then ``close``. ``client.id`` tells
+    this instance apart from others with the same label.
+    """
 
     def __init__(
         self,
         session: Session,
-        module: Module,
+        module: GuestModule,
         wasi: WasiOptions,
         limits: GuestLimits,
         dialect: Dialect | str,
         label: str | None,
     ) -> None:
+        start = time.perf_counter_ns()
         if limits.fuel is not None and not session.fuel:
             raise GuestError("a fuel budget needs Session(fuel=True)")
         self.session = session
@@ -255,18 +319,19 @@ class Guest:
         self.limits = limits
         self.client = session.host.client(label)
         self.label = self.client.label
+        self.id = self.client.id
+        self._timeline = session.host.timeline
+        self._closed = False
         # weakly: wasmtime keeps poll_oneoff's callback alive as long as the Store, which this Guest holds
         self.client.stop_check = stop_check = _weak_call(self._check_stop)
-        nn_imports = {i.name for i in module.imports if i.module == WITX_MODULE and i.name}
         if dialect == "auto":
-            dialect, why = guest_dialect(nn_imports, session._hints.get(module))
-            log.debug("guest %s: %s errnos (%s)", self.label, dialect.value, why)
+            dialect = module.dialect
+            log.debug("guest %s: %s errnos (%s)", self.label, dialect.value, module.dialect_reason)
         self.dialect = Dialect(dialect)
         self._stop_reason: str | None = None
         self._deadline: float | None = None
         self._abandoned = False  # see _watched: never entered again
         self._busy = threading.Lock()  # held while a call runs: one call at a time
-        self._export_names = frozenset(e.name for e in module.exports)
 
         self.store = Store(session.engine)
         self.store.set_wasi(_wasi_config(wasi))  # before anything links WASI: see the module docstring
@@ -281,37 +346,46 @@ class Guest:
         self._callback = _EPOCH_CALLBACK(self._on_epoch)
         ffi.wasmtime_store_epoch_deadline_callback(self.store.ptr(), self._callback, None, _NO_FINALIZER)
 
-        linker = Linker(session.engine)
-        linker.define_wasi()
-        define_poll_oneoff(linker, session.engine, stop_check, wasi_origin)
-        self.binding = WitxBinding(self.client, self.dialect)
-        self.binding.define(linker)
-        # a start function runs here: it must be stoppable like any other call
-        self.instance = self._guarded(lambda: linker.instantiate(self.store, module), watch=None)
-        memory = self.instance.exports(self.store).get("memory")
-        if isinstance(memory, wasmtime.Memory):
-            self.binding.memory.memory = memory
+        detail = f"{module.name}, {self.dialect.value} errnos"
+        linking = linking_for(self, module, stop_check, wasi_origin)
+        if isinstance(linking, str):
+            self.client.close()
+            self._event("instantiate", start, outcome="error", detail=linking)
+            raise GuestError(linking)
+        self._linking: Linking = linking
+        try:
+            # a start function runs here: it must be stoppable like any other call
+            self.instance = self._guarded(lambda: linking.instantiate(self.store), watch=None, export=None)
+        except BaseException as exc:
+            if not self._abandoned:  # an abandoned start function's worker closes the client when it returns
+                self.client.close()
+            self._event("instantiate", start, outcome=_outcome(exc), detail=detail)
+            raise
+        self._event("instantiate", start, detail=detail)
 
     # -- calling into the guest ----------------------------------------------------------------------------
 
     def exports(self) -> list[str]:
-        return [e.name for e in self.module.exports]
+        return self.module.export_names
 
     def call(self, name: str, *args: Any, watch: bool | None = None) -> Any:
         """Call an exported function. ``watch`` (default: on the main thread) runs it so Ctrl-C can stop it.
 
         A call while another call of this guest runs on another thread raises GuestError: one Store, one caller.
         """
-        if name not in self._export_names:
+        export = self.module.export(name)
+        if export is None:
             raise GuestError(f"the guest exports no function {name!r} (exports: {', '.join(self.exports())})")
+        if export.kind != "func":
+            raise GuestError(f"the guest's export {name!r} is not a function")
 
         def enter() -> Any:
-            func = self.instance.exports(self.store).get(name)
-            if not isinstance(func, wasmtime.Func):
+            func = self._linking.function(self.store, name)
+            if func is None:
                 raise GuestError(f"the guest's export {name!r} is not a function")
             return func(self.store, *args)
 
-        return self._guarded(enter, watch=watch)
+        return self._guarded(enter, watch=watch, export=name)
 
     def run(self, watch: bool | None = None) -> int:
         """Run a command guest's ``_start``; its exit code (0 when it returns)."""
@@ -319,7 +393,33 @@ class Guest:
             self.call("_start", watch=watch)
         except GuestExit as exc:
             return exc.code
+        self._event("exit", detail="code 0")
         return 0
+
+    def failed_last_call(self) -> str | None:
+        """``call: message`` when this guest's last wasi-nn call failed, else None.
+
+        A guest that ends badly right after a failed call most likely ended because of it, and printed only an
+        errno; the host knows why (``load_by_name: no graph named 'resnet' (registered: cnn)``). Read from the
+        timeline: cheap enough for an error path, not for every call.
+        """
+        for record in reversed(self._timeline.records()):
+            if record.kind == "call" and record.guest_id == self.id:
+                return None if record.ok else f"{record.call}: {self.client.last_error or record.outcome}"
+        return None
+
+    def memory(self) -> GuestMemory:
+        """Bounds-checked views of the guest's exported ``memory``, valid until the guest next runs.
+
+        A guest without one is a GuestError. Call ``refresh(guest.store)`` on it after the guest has run again.
+        """
+        exported = self._linking.memory(self.store)
+        if exported is None:
+            raise GuestError(f"guest {self.label!r} exports no memory")
+        memory = GuestMemory()
+        memory.memory = exported
+        memory.refresh(self.store)
+        return memory
 
     def interrupt(self, reason: str = "interrupted") -> None:
         """Stop the running call at the next epoch tick (from any thread)."""
@@ -344,8 +444,11 @@ class Guest:
         kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
         return 0
 
-    def _guarded(self, fn: Callable[[], Any], watch: bool | None) -> Any:
-        """Run ``fn`` (which enters the guest) with deadline, fuel and interrupt handling."""
+    def _guarded(self, fn: Callable[[], Any], watch: bool | None, export: str | None) -> Any:
+        """Run ``fn`` (which enters the guest) with deadline, fuel and interrupt handling.
+
+        ``export`` names the function a call enters, for its ``run`` event (None: instantiation, recorded apart).
+        """
         if self._abandoned:
             raise GuestError(
                 f"guest {self.label!r} was abandoned while blocked in a host call after an interrupt; "
@@ -372,14 +475,23 @@ class Guest:
             raise
 
         def call() -> Any:
+            start = time.perf_counter_ns()
             try:
                 self.session._enter()  # in the thread that runs the guest: ticks go on while it does
                 try:
-                    return self._translate(fn)
+                    result = self._translate(fn)
                 finally:
                     self.session._leave()
+            except BaseException as exc:
+                if export is not None:
+                    self._event("run", start, outcome=_outcome(exc), detail=export)
+                self._ended(exc)
+                raise
             finally:
                 self._busy.release()  # by the thread that ran it: an abandoned call holds it until it returns
+            if export is not None:
+                self._event("run", start, detail=export)
+            return result
 
         return _watched(call, self) if watch else call()
 
@@ -394,22 +506,54 @@ class Guest:
                 raise GuestStopped(f"fuel budget of {self.limits.fuel} exhausted", frames) from None
             if exc.trap_code is wasmtime.TrapCode.INTERRUPT or self._stop_reason:
                 raise GuestStopped(self._stop_reason or "interrupted", frames) from None
-            raise GuestTrap(f"guest trapped: {exc.message}", frames) from None
+            raise GuestTrap(f"guest trapped: {one_line(exc.message)}", frames) from None
         except WasmtimeError as exc:
             if self._stop_reason:
                 raise GuestStopped(self._stop_reason) from None
-            raise GuestError(f"guest failed: {exc}") from None
+            raise GuestError(f"guest failed: {one_line(str(exc))}") from None
+
+    # -- lifecycle events on the host's timeline ---------------------------------------------------------------
+
+    def _event(self, event: str, start_ns: int | None = None, outcome: str = "ok", detail: str | None = None) -> None:
+        try:
+            self._timeline.event(event, self.label, self.id, start_ns=start_ns, outcome=outcome, detail=detail)
+        except Exception:
+            log.exception("timeline event %s failed", event)
+
+    def _ended(self, exc: BaseException) -> None:
+        """The event for how a call ended when it did not return: exit, trap or stopped."""
+        if isinstance(exc, GuestExit):
+            self._event("exit", outcome="ok" if exc.code == 0 else f"exit {exc.code}", detail=f"code {exc.code}")
+        elif isinstance(exc, GuestTrap):
+            self._event("trap", outcome="trap", detail=exc.message)
+        elif isinstance(exc, GuestStopped):
+            self._event("stopped", outcome="stopped", detail=exc.reason)
 
     def close(self) -> None:
-        """Free the guest's wasi-nn handles; the Store goes with the last reference."""
+        """Free the guest's wasi-nn handles; the Store goes with the last reference. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if not self._abandoned:  # an abandoned guest's worker frees them when its host call returns
             self.client.close()
+        self._event("close")
 
     def __enter__(self) -> Guest:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _outcome(exc: BaseException) -> str:
+    """How a call that raised ended, for its event's outcome."""
+    if isinstance(exc, GuestExit):
+        return "exit"
+    if isinstance(exc, GuestTrap):
+        return "trap"
+    if isinstance(exc, GuestStopped | KeyboardInterrupt):
+        return "stopped"
+    return "error"
 
 
 def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
@@ -448,9 +592,9 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
                 if time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
                     guest._abandoned = True
                     _ABANDONED.add(worker)
-                    raise GuestStopped(
-                        "interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned"
-                    )
+                    reason = "interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned"
+                    guest._event("stopped", outcome="stopped", detail=reason)
+                    raise GuestStopped(reason)
         except KeyboardInterrupt:
             interrupted_at = interrupted_at or time.monotonic()
             guest.interrupt("interrupted (KeyboardInterrupt)")
@@ -500,15 +644,114 @@ def _weak_call(method: Callable[[], str | None]) -> Callable[[], str | None]:
     return call
 
 
+# -- wasmtime's words, made short -------------------------------------------------------------------------------
+
+_GENERIC_HEADS = ("error while executing at wasm backtrace", "failed to compile")
+_FUNCTION = re.compile(r"function\[(\d+)\]")
+
+
+def one_line(text: str) -> str:
+    """wasmtime's error text as one line: its innermost cause, with the head where it says more than "failed".
+
+    ``failed to compile: wasm[0]::function[0] / Caused by: 0: WebAssembly translation error / 1: Invalid input
+    WebAssembly code at offset 24: type mismatch ...`` becomes ``Invalid input WebAssembly code at offset 24: type
+    mismatch ... (function 0)``; a trap's backtrace and ``wasm trap:`` prefix go (the frames are kept apart).
+    """
+    head, sep, causes = text.partition("Caused by:")
+    head = head.strip().splitlines()[0].strip() if head.strip() else ""
+    if not sep:
+        return head or text.strip()
+    lines = [re.sub(r"^\d+:\s*", "", line.strip()) for line in causes.strip().splitlines() if line.strip()]
+    cause = (lines[-1] if lines else head).removeprefix("wasm trap: ")
+    if head.startswith("failed to compile"):
+        function = _FUNCTION.search(head)
+        return f"{cause} (function {function.group(1)})" if function else cause
+    if not head or head.rstrip(":").startswith(_GENERIC_HEADS):
+        return cause
+    return f"{head.rstrip(':')}: {cause}"
+
+
 def _frames(trap: Trap) -> list[str]:
     out = []
     try:
         for frame in trap.frames:
-            name = frame.func_name or f"func[{frame.func_index}]"
+            name = demangle(frame.func_name) if frame.func_name else f"func[{frame.func_index}]"
             out.append(f"{frame.module_name or 'guest'}!{name} @ 0x{frame.module_offset:x}")
     except Exception:  # noqa: BLE001 - a backtrace is a nicety
         pass
     return out
+
+
+_HASH = re.compile(r"h[0-9a-f]{16}")
+_ESCAPES = {"SP": "@", "BP": "*", "RF": "&", "LT": "<", "GT": ">", "LP": "(", "RP": ")", "C": ","}
+
+
+def demangle(name: str) -> str:
+    """A Rust symbol (legacy mangling, ``_ZN...E``) as Rust writes the path, without its hash; others unchanged.
+
+    ``_ZN3std2rt10lang_start28_$u7b$$u7b$closure$u7d$$u7d$17h07e5726c01e9a053E.llvm.2410`` is
+    ``std::rt::lang_start::{{closure}}``. C names pass through; so do v0 (``_R``) and C++ names, which are left
+    as the compiler wrote them rather than guessed at.
+    """
+    symbol = name.split(".llvm.", 1)[0]
+    for prefix in ("__ZN", "_ZN", "ZN"):
+        if symbol.startswith(prefix) and symbol.endswith("E"):
+            body = symbol[len(prefix) : -1]
+            break
+    else:
+        return name
+    parts: list[str] = []
+    at = 0
+    while at < len(body):
+        digits = at
+        while digits < len(body) and body[digits].isdigit():
+            digits += 1
+        if digits == at:
+            return name
+        length = int(body[at:digits])
+        part = body[digits : digits + length]
+        if len(part) != length or not part:
+            return name
+        parts.append(part)
+        at = digits + length
+    if len(parts) > 1 and _HASH.fullmatch(parts[-1]):
+        parts.pop()
+    try:
+        return "::".join(_unescape(p) for p in parts)
+    except ValueError:
+        return name
+
+
+def _unescape(part: str) -> str:
+    """One path segment of a legacy Rust symbol: ``$LT$`` and ``$u7b$`` escapes, ``..`` for ``::``."""
+    if part.startswith("_$"):
+        part = part[1:]
+    out = []
+    at = 0
+    while at < len(part):
+        char = part[at]
+        if char == "." and part[at + 1 : at + 2] == ".":
+            out.append("::")
+            at += 2
+        elif char == "$":
+            end = part.find("$", at + 1)
+            if end < 0:
+                raise ValueError(part)
+            escape = part[at + 1 : end]
+            if escape in _ESCAPES:
+                out.append(_ESCAPES[escape])
+            elif escape.startswith("u"):
+                out.append(chr(int(escape[1:], 16)))
+            else:
+                raise ValueError(part)
+            at = end + 1
+        else:
+            out.append(char)
+            at += 1
+    return "".join(out)
+
+
+# -- WASI -------------------------------------------------------------------------------------------------------
 
 
 def _wasi_config(opts: WasiOptions) -> WasiConfig:
