@@ -2,7 +2,8 @@
 
     wasinn run [--dir HOST[::GUEST]]... [--nn-preload NAME:ENCODING:TARGET:PATH]... [--nn-graph ENCODING::DIR]...
                GUEST.wasm [ARGS...]
-    wasinn conformance [--target cpu|gpu] [--json FILE] [--emit DIR]
+    wasinn conformance [--target cpu|gpu] [--select TEXT] [--allow-empty] [--json FILE] [--emit DIR]
+    wasinn --version
 
 ``--nn-preload`` is WasmEdge's flag, ``--nn-graph`` wasmtime's (``--wasi nn-graph=ENCODING::DIR``): the graph is
 named after the directory and read from ``DIR/model.pt``. A ``--dir`` with one colon is WasmEdge's ``GUEST:HOST``.
@@ -10,8 +11,13 @@ Encoding and target names are case-insensitive. A preload with an encoding only 
 is skipped with a warning, so the guest's ``load_by_name`` answers model-not-found, and it makes the guest get
 WasmEdge's errnos unless ``--errno-dialect`` says otherwise. Exit codes: the guest's own; 1 when the host could not
 set up (bad model, unreadable guest, guest does not compile); 2 for usage errors (one line, no traceback); 130
-when stopped (interrupted, deadline, fuel); 134 when the guest trapped. A guest left blocked in a host call by
-Ctrl-C does not keep the command alive: it leaves with ``os._exit`` rather than shut Python down under it.
+when stopped (interrupted, deadline, fuel); 134 when the guest trapped. When a guest ends badly right after a
+failed wasi-nn call (its last), the host's message for that call is printed too, so ``no graph named 'resnet'``
+needs no ``-v``. A guest left blocked in a host call by Ctrl-C does not keep the command alive: it leaves with
+``os._exit`` rather than shut Python down under it.
+
+``wasinn conformance`` exits 2 when it tested nothing (``--select`` matched no case; every case skipped, as
+``--target gpu`` without CUDA does), unless ``--allow-empty`` says that is expected.
 """
 
 from __future__ import annotations
@@ -23,11 +29,16 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
+from ._version import __version__
 from .host import (
     GUEST_MODEL_MODES,
+    WASMEDGE_ONLY_ENCODINGS,
+    Encoding,
+    Guest,
     GuestError,
     GuestLimits,
     GuestStopped,
@@ -35,12 +46,14 @@ from .host import (
     Host,
     Limits,
     Session,
+    Target,
     WasiNNError,
     WasiOptions,
+    abandoned_workers,
+    encodings_dialect,
+    parse_dir,
+    parse_env,
 )
-from .host.abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
-from .host.encodings import Encoding, Target
-from .host.session import abandoned_workers
 
 log = logging.getLogger("wasinn")
 
@@ -62,18 +75,11 @@ def _utf8(text: str, what: str) -> str:
 
 
 def _dir(spec: str) -> tuple[str, str]:
-    if "::" in spec:
-        host, guest = spec.split("::", 1)
-    elif ":" in spec:
-        guest, host = spec.split(":", 1)  # WasmEdge's GUEST:HOST
-    else:
-        host = guest = spec
-    if not host or not guest:
-        raise argparse.ArgumentTypeError(f"--dir {spec!r}: expected HOST::GUEST, GUEST:HOST or a directory")
-    _utf8(spec, "--dir")
-    if not Path(host).is_dir():
-        raise argparse.ArgumentTypeError(f"--dir {spec}: {host} is not a directory")
-    return host, guest
+    """``--dir``, read as ``%wasinn run`` reads it (``wasinn_jupyter.host.parse_dir``)."""
+    try:
+        return parse_dir(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _preload(spec: str) -> tuple[str, Encoding, Target, str]:
@@ -99,11 +105,21 @@ def _graph(spec: str) -> tuple[str, Encoding, Target, str]:
 
 
 def _env(spec: str) -> tuple[str, str]:
-    key, sep, value = spec.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--env {spec!r}: expected KEY=VALUE")
-    _utf8(spec, "--env")
-    return key, value
+    try:
+        return parse_env(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _version_line() -> str:
+    """``wasinn --version``: ours, and the two runtimes whose versions decide what a guest sees."""
+    found = []
+    for dist in ("wasmtime", "torch"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{dist} not installed")
+    return f"wasinn {__version__} ({', '.join(found)})"
 
 
 def _guest_arg(text: str) -> str:
@@ -135,6 +151,7 @@ def _count(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wasinn", description="A wasi-nn host backed by PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the host does")
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a command guest (.wasm or .wat)")
@@ -172,6 +189,10 @@ def _parser() -> argparse.ArgumentParser:
     conf.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
     conf.add_argument("--json", type=Path, help="write the report as JSON here")
     conf.add_argument("--select", help="only cases whose name contains this")
+    conf.add_argument(
+        "--allow-empty", action="store_true",
+        help="a run that tests nothing (no case selected, or every case skipped) exits 0 instead of 2",
+    )  # fmt: skip
     conf.add_argument("--emit", type=Path, metavar="DIR", help="write the suite's guests for another host, then exit")
     return parser
 
@@ -222,13 +243,14 @@ def _run(args: argparse.Namespace) -> int:
     if dialect == "auto" and by_encoding is not None:
         dialect = by_encoding[0].value
         log.info("WasmEdge errnos: %s", by_encoding[1])
-    session = Session(host, fuel=args.fuel is not None)
     limits = GuestLimits(memory_bytes=args.max_memory, deadline_s=args.deadline, fuel=args.fuel)
     program = args.guest.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     wasi = WasiOptions(argv=[program, *args.args], env=dict(args.env), dirs=args.dir)
+    guest: Guest | None = None
+    session = Session(host, fuel=args.fuel is not None)
     try:
         module = session.compile(args.guest)
-        guest = session.instantiate(module, wasi=wasi, limits=limits, dialect=dialect)
+        guest = session.instantiate(module, wasi=wasi, limits=limits, dialect=dialect, label=program)
         code = guest.run(watch=True)  # on a guest thread with a known stack, and Ctrl-C reaches us
     except OSError as exc:
         print(f"wasinn: cannot read {args.guest}: {exc.strerror or exc}", file=sys.stderr)
@@ -238,6 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except GuestTrap as exc:
         print(f"wasinn: {exc}", file=sys.stderr)
+        _last_failed_call(host, guest)
         return 134
     except GuestError as exc:
         print(f"wasinn: {exc}", file=sys.stderr)
@@ -246,12 +269,27 @@ def _run(args: argparse.Namespace) -> int:
         log.debug("internal error", exc_info=True)
         print(f"wasinn: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if host.last_error:
-            logging.getLogger("wasinn").info("last wasi-nn error: %s", host.last_error)
+    finally:  # the session is left open, as before: an abandoned guest's worker may still be in a host call
         if args.timeline:
             _print_timeline(host)
+    if code != 0:
+        _last_failed_call(host, guest)
+    elif host.last_error:
+        log.info("last wasi-nn error: %s", host.last_error)
     return code
+
+
+def _last_failed_call(host: Host, guest: Guest | None) -> None:
+    """Print the host's message when the guest's last wasi-nn call failed: the likely reason it ended badly.
+
+    The guest prints only an errno (``load_by_name failed, errno 8``); the host knows why (``no graph named
+    'resnet' (registered: cnn)``). A guest that recovered from a failed call and went on is not blamed on it.
+    """
+    failed = guest.failed_last_call() if guest is not None else None
+    if failed is not None:
+        print(f"wasinn: the guest's last wasi-nn call failed: {failed}", file=sys.stderr)
+    elif host.last_error:
+        log.info("last wasi-nn error: %s", host.last_error)
 
 
 def _print_timeline(host: Host) -> None:
@@ -270,6 +308,13 @@ def _conformance(args: argparse.Namespace) -> int:
             print(path)
         return 0
     report = conformance.run_suite(target=args.target, select=args.select)
+    if report.passed + report.failed == 0 and not args.allow_empty:
+        if not report.results:
+            why = f"no case name contains {args.select!r}"
+        else:
+            why = f"every case was skipped ({report.results[0].detail})"
+        print(f"wasinn: error: nothing was tested: {why}; --allow-empty accepts that", file=sys.stderr)
+        return 2
     print(report.table())
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2))

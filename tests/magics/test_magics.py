@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from wasinn_jupyter.host import Session
-from wasinn_jupyter.magics import GraphCard, GuestCard, Listing, WasinnError, WasinnMagics
+from wasinn_jupyter.magics import CellError, GraphCard, GuestCard, Listing, WasinnMagics, workbench
 from wasinn_jupyter.magics.core import SUBCOMMANDS
 
 Run = Callable[[str], Any]
@@ -52,7 +52,7 @@ def magics(ip: Any) -> WasinnMagics:
 def assert_short_error(cell: Any, *fragments: str) -> None:
     """The cell failed with our error, showed its message and no Python traceback."""
     assert not cell.ok
-    assert isinstance(cell.error, WasinnError), cell.error
+    assert isinstance(cell.error, CellError), cell.error
     shown = cell.out + cell.err
     assert "Traceback" not in shown and 'File "' not in shown
     for fragment in fragments:
@@ -96,11 +96,13 @@ def test_every_subcommand_has_help(run: Run, sub: str) -> None:
     assert "usage" not in cell.err.lower()
 
 
-def test_bad_usage_is_a_usage_error(run: Run) -> None:
-    assert "unknown subcommand 'frob'" in run("%wasinn frob").err
-    assert "cell magic" in run("%wasinn guest x").err
-    assert "line magic" in run("%%wasinn list\n1").err
-    assert "the following arguments are required" in run("%wasinn load onlyname").err
+def test_bad_usage_fails_the_cell(run: Run) -> None:
+    # the cell's error, not a note on stderr: Run All and nbconvert stop there
+    assert_short_error(run("%wasinn frob"), "unknown subcommand 'frob'")
+    assert_short_error(run("%wasinn guest x"), "cell magic")
+    assert_short_error(run("%%wasinn list\n1"), "line magic")
+    assert_short_error(run("%wasinn load onlyname"), "%wasinn load: the following arguments are required")
+    assert_short_error(run("%wasinn load x echo --bogus"), "unrecognized arguments: --bogus")
 
 
 # -- guests: compile, cache, run ---------------------------------------------------------------------------------
@@ -411,8 +413,8 @@ def test_compute_errors_are_short(run: Run, ip: Any) -> None:
     assert_short_error(run("%%wasinn compute nothing\n1"), "no graph named 'nothing'")
     run("%wasinn load echo echo")
     assert_short_error(run("%%wasinn compute echo\nx = 1"), "one Python expression")
-    assert "-o 1x: not a Python variable name" in run("%%wasinn compute echo -o 1x\n1").err
-    assert "the cell must be" in run("%%wasinn compute echo\n   ").err
+    assert_short_error(run("%%wasinn compute echo -o 1x\n1"), "-o 1x: not a Python variable name")
+    assert_short_error(run("%%wasinn compute echo\n   "), "the cell must be")
     assert_short_error(run("%%wasinn compute echo --guest ghost\n1"), "no guest named 'ghost'")
     ip.user_ns["bad"] = torch.nn.Linear(3, 3)
     run("%wasinn load bad bad")
@@ -505,8 +507,8 @@ def busy_session(run: Run, ip: Any) -> Session:
     run(HELLO_WAT)
     assert run("%wasinn run hello").ok
     assert run("%%wasinn compute net\ntorch.ones(1, 3)").ok
-    session = magics(ip).session
-    assert session._ticker is not None and session._ticker not in before
+    session = workbench().session
+    assert session is not None and session._ticker is not None and session._ticker not in before
     return session
 
 
@@ -562,11 +564,13 @@ def test_a_graph_on_the_gpu_computes_through_guests(run: Run, ip: Any, sources: 
 
 
 def test_guest_models_and_the_budget_are_settings(run: Run, ip: Any, caplog: pytest.LogCaptureFixture) -> None:
-    assert magics(ip).session.host.limits.guest_model_mode() == "sandbox"  # the default: guest bytes are sandboxed
+    run("%wasinn load e echo")
+    assert workbench().session.host.limits.guest_model_mode() == "sandbox"  # the default: guest bytes sandboxed
     run("%config WasinnMagics.guest_models = 'off'")
     run("%config WasinnMagics.max_guest_bytes = 1 << 20")
     run("%wasinn reset")
-    limits = magics(ip).session.host.limits
+    run("%wasinn load e echo")
+    limits = workbench().session.host.limits
     assert (limits.guest_model_mode(), limits.max_guest_bytes) == ("off", 1 << 20)
     run("%config WasinnMagics.guest_models = 'sometimes'")  # %config logs the TraitError
     assert "guest_models must be one of sandbox, in-process, off" in caplog.text

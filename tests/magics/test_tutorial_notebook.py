@@ -34,7 +34,7 @@ def test_guests_and_magics_tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return "".join(parts)
 
     assert "hello from WAT: load_by_name(echo) gave errno 0" in output("%wasinn run hello")
-    assert "WasinnError: guest 'oops' trapped: integer divide by zero" in output("%wasinn run oops")
+    assert "CellError: guest 'oops' trapped: integer divide by zero" in output("%wasinn run oops")
     assert output("%wasinn run c_echo").count("success: 16 bytes: 1.5 -2 3.25 4") == 3
     assert "parameters  212 (float32)" in output("%wasinn load mlp model")
     assert "dtype=torch.int32" in output("%%wasinn compute mlp --guest top1")

@@ -1,7 +1,9 @@
 """IPython magics for wasi-nn guests: ``%load_ext wasinn_jupyter``, then ``%wasinn --help``.
 
 The magics are a thin front-end over :mod:`wasinn_jupyter.host` (Session, Host, Guest) and
-:mod:`wasinn_jupyter.guests` (compilers, the compute convention); they add parsing, display and short errors.
+:mod:`wasinn_jupyter.guests` (compilers, the driver guest); they add parsing, display and short errors
+(:class:`CellError`). Their session is private and replaced on ``%wasinn reset``; :func:`workbench` is the one
+object per process that says when, and forwards the current session's timeline, for widgets and panels.
 """
 
 from __future__ import annotations
@@ -9,17 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from .core import WasinnMagics, usage
-from .display import GraphCard, GuestCard, Listing, WasinnError
+from .display import CellError, GraphCard, GuestCard, Listing
+from .workbench import Workbench, workbench
 
 __all__ = [
+    "CellError",
     "GraphCard",
     "GuestCard",
     "Listing",
-    "WasinnError",
     "WasinnMagics",
+    "Workbench",
     "load_ipython_extension",
     "unload_ipython_extension",
     "usage",
+    "workbench",
 ]
 
 

@@ -1,12 +1,14 @@
 """``%wasinn`` / ``%%wasinn``: guests and graphs from notebook cells, over the host's public API.
 
-One :class:`~wasinn_jupyter.host.Session` per shell lives on the magics object (created at first use). Failures a
-user can act on (compile errors, traps, errnos, missing toolchains) raise :class:`WasinnError`, which IPython
-shows as a few lines with no traceback; the cell still fails.
+One :class:`~wasinn_jupyter.host.Session` per shell, private to the magics object (made at first use, replaced on
+``%wasinn reset``); :func:`~.workbench.workbench` tells widgets when it is replaced. Failures a user can act on
+(bad arguments, compile errors, traps, errnos, missing toolchains, an expression that raises) raise
+:class:`CellError`, which IPython shows as a few lines with no traceback; the cell still fails. A ``#`` that starts
+a word on a magic's line (outside quotes) starts a comment, as in a shell.
 
 ``%%wasinn compute`` always crosses the wasm boundary, through a guest that follows the compute convention of
-:mod:`wasinn_jupyter.guests.driver` (``wasinn_alloc`` + ``wasinn_compute``): the named ``--guest``, or a fresh
-instance of the shipped driver guest, which forwards the tensors through the witx ABI.
+:mod:`wasinn_jupyter.host.abi.convention` (``wasinn_alloc`` + ``wasinn_compute``): the named ``--guest``, or a
+fresh instance of the shipped driver guest, which forwards the tensors through the witx ABI.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import os
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
-import wasmtime
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -45,16 +48,21 @@ from ..host import (
     Guest,
     GuestError,
     GuestLimits,
+    GuestModule,
+    GuestTrap,
     Host,
     Limits,
     Session,
     Target,
     Tensor,
+    TensorInfo,
     WasiNNError,
     default_guest_bytes,
+    parse_dir,
+    parse_env,
 )
-from ..host.abi.witx import MODULE as WITX_MODULE
-from .display import GraphCard, GuestCard, GuestOutput, GuestSummary, Listing, Progress, WasinnError
+from .display import CellError, GraphCard, GuestCard, GuestOutput, GuestSummary, Listing, Progress
+from .workbench import workbench
 
 argument = magic_arguments.argument
 HELP = ("-h", "--help")
@@ -188,24 +196,23 @@ class GuestEntry:
 
     name: str
     compiled: Compiled
-    module: wasmtime.Module
+    module: GuestModule
     output: GuestOutput
 
     @property
     def exports(self) -> list[str]:
-        return [e.name for e in self.module.exports]
+        return self.module.export_names
 
     def summary(self) -> GuestSummary:
-        imports = [i.name for i in self.module.imports if i.module == WITX_MODULE and i.name]
         exports = self.exports
         return GuestSummary(
             name=self.name,
             lang=self.compiled.lang,
             toolchain=self.compiled.toolchain,
             size=len(self.compiled.wasm),
-            kind="command" if "_start" in exports else "reactor",
+            kind="command" if self.module.is_command else "reactor",
             exports=exports,
-            nn_imports=imports,
+            nn_imports=list(self.module.nn_imports),
             compute=convention_problem(self.module) is None,
             cached_at=str(self.compiled.path) if self.compiled.path else None,
         )
@@ -243,7 +250,8 @@ class WasinnMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, parent=shell, **kwargs)
         self._session: Session | None = None
-        self._driver: wasmtime.Module | None = None
+        self._driver: GuestModule | None = None
+        self._seen_outputs: dict[str, list[TensorInfo]] = {}  # graph -> what its last compute gave
         self.guests: dict[str, GuestEntry] = {}
         self.last_compute_s: float | None = None  # wall time of the last %%wasinn compute, guest call included
 
@@ -286,12 +294,11 @@ class WasinnMagics(Magics):
     @property
     def _shell(self) -> Any:
         if self.shell is None:
-            raise UsageError("%wasinn needs an IPython shell")
+            raise CellError("%wasinn needs an IPython shell")
         return self.shell
 
-    @property
-    def session(self) -> Session:
-        """The shell's Session, made at first use so `%load_ext` stays instant."""
+    def _live_session(self) -> Session:
+        """The shell's Session, made at first use so `%load_ext` stays instant; the workbench is told."""
         if self._session is None:
             limits = Limits(
                 max_model_bytes=self.max_model_bytes,
@@ -301,6 +308,7 @@ class WasinnMagics(Magics):
             host = Host(cpu_fallback=self.cpu_fallback, limits=limits)
             self._session = Session(host)
             self._driver = None
+            workbench()._replace(self._session)
         return self._session
 
     def limits(self) -> GuestLimits:
@@ -315,9 +323,11 @@ class WasinnMagics(Magics):
         session, self._session = self._session, None
         self.guests.clear()
         self._driver = None
+        self._seen_outputs.clear()
         if session is not None:
-            session.host.registry.clear()
             session.close()
+            if workbench().session is session:
+                workbench()._replace(None)
 
     # -- the magic ------------------------------------------------------------------------------------------
 
@@ -325,7 +335,19 @@ class WasinnMagics(Magics):
     def wasinn(self, line: str, cell: str | None = None) -> Any:
         """WebAssembly guests against this kernel's wasi-nn host: `%wasinn --help` lists the subcommands."""
         try:
-            argv = shlex.split(line)
+            return self._dispatch(line, cell)
+        except UsageError as exc:  # a bad argument fails the cell like any other error, not as a note on stderr
+            raise CellError(str(exc), "see %wasinn --help, and %wasinn SUBCOMMAND --help") from None
+        except CompileError as exc:
+            raise CellError(exc.message, exc.log) from None
+        except GuestError as exc:
+            raise _failure(None, exc) from None
+        except WasiNNError as exc:
+            raise CellError(f"{exc.code.value}: {exc.message}") from None
+
+    def _dispatch(self, line: str, cell: str | None) -> Any:
+        try:
+            argv = shlex.split(strip_comment(line))
         except ValueError as exc:  # an unclosed quote
             raise UsageError(f"%wasinn: {exc}") from None
         if not argv or argv[0] in (*HELP, "help"):
@@ -341,19 +363,16 @@ class WasinnMagics(Magics):
         if any(a in HELP for a in own):
             print(_help(fn))
             return None
-        args = _parser(fn).parse_args(argv[1:])
+        try:
+            args = _parser(fn).parse_args(argv[1:])
+        except UsageError as exc:
+            prefix = "%%" if takes_cell else "%"
+            raise UsageError(f"{prefix}wasinn {sub}: {exc}") from None
         if takes_cell and cell is None:
             raise UsageError(f"%%wasinn {sub} is a cell magic: put it on the first line of a cell")
         if not takes_cell and cell is not None:
             raise UsageError(f"%wasinn {sub} is a line magic: it takes no cell")
-        try:
-            return getattr(self, f"_{sub}")(args, cell)
-        except CompileError as exc:
-            raise WasinnError(exc.message, exc.log) from None
-        except GuestError as exc:
-            raise _failure(None, exc) from None
-        except WasiNNError as exc:
-            raise WasinnError(f"{exc.code.value}: {exc.message}") from None
+        return getattr(self, f"_{sub}")(args, cell)
 
     # -- guest ------------------------------------------------------------------------------------------------
 
@@ -377,7 +396,7 @@ class WasinnMagics(Magics):
         if compiled.log:
             print(compiled.log, file=sys.stderr)
         try:
-            module = self.session.compile(compiled.wasm)
+            module = self._live_session().compile(compiled.wasm, name=args.name)
             entry = GuestEntry(args.name, compiled, module, GuestOutput())
             self._instantiate(entry).close()  # links it now: an unknown import fails here, not at run
         except GuestError as exc:
@@ -389,7 +408,7 @@ class WasinnMagics(Magics):
 
     def _instantiate(self, entry: GuestEntry, argv: list[str] | None = None, **wasi: Any) -> Guest:
         options = entry.output.options(argv=argv or [entry.name], **wasi)
-        guest = self.session.instantiate(entry.module, wasi=options, limits=self.limits(), label=entry.name)
+        guest = self._live_session().instantiate(entry.module, wasi=options, limits=self.limits(), label=entry.name)
         if "_initialize" in entry.exports and "_start" not in entry.exports:
             try:
                 with entry.output.bound():
@@ -403,7 +422,7 @@ class WasinnMagics(Magics):
         entry = self.guests.get(name)
         if entry is None:
             known = ", ".join(sorted(self.guests)) or "none yet: %%wasinn guest NAME compiles one"
-            raise WasinnError(f"no guest named {name!r} (guests: {known})")
+            raise CellError(f"no guest named {name!r} (guests: {known})")
         return entry
 
     # -- run --------------------------------------------------------------------------------------------------
@@ -411,22 +430,16 @@ class WasinnMagics(Magics):
     def _run(self, args: argparse.Namespace, cell: None) -> None:
         entry = self._entry(args.name)
         if "_start" not in entry.exports:
-            raise WasinnError(
+            raise CellError(
                 f"guest {args.name!r} is not a command (it exports no _start)",
                 f"exports: {', '.join(entry.exports) or 'none'}",
             )
-        dirs = []
-        for spec in args.dir:
-            host_dir, _, guest_dir = spec.partition("::")
-            if not Path(host_dir).expanduser().is_dir():
-                raise WasinnError(f"--dir {spec}: {host_dir} is not a directory")
-            dirs.append((str(Path(host_dir).expanduser()), guest_dir or host_dir))
-        env = {}
-        for spec in args.env:
-            key, eq, value = spec.partition("=")
-            if not eq:
-                raise UsageError(f"--env {spec}: expected KEY=VALUE")
-            env[key] = value
+        try:
+            dirs = [parse_dir(spec) for spec in args.dir]
+            env = dict(parse_env(spec) for spec in args.env)
+        except ValueError as exc:
+            raise UsageError(f"%wasinn run: {exc}") from None
+        guest: Guest | None = None
         try:
             guest = self._instantiate(entry, argv=[args.name, *args.args], env=env, dirs=dirs)
             try:
@@ -435,16 +448,22 @@ class WasinnMagics(Magics):
             finally:
                 guest.close()
         except GuestError as exc:
-            raise _failure(args.name, exc) from None
+            failure = _failure(args.name, exc)
+            if isinstance(exc, GuestTrap) and guest is not None:
+                failure = _blame(failure, guest)
+            raise failure from None
         if code != 0:
-            raise WasinnError(f"guest {args.name!r} exited with code {code}")
+            raise _blame(CellError(f"guest {args.name!r} exited with code {code}"), guest)
 
     # -- graphs -----------------------------------------------------------------------------------------------
 
     def _load(self, args: argparse.Namespace, cell: None) -> GraphCard:
         source = self._source(args.source)
         target = args.target or self.target
-        info = self.session.host.register(args.name, source, Encoding.parse(args.encoding), Target.parse(target))
+        info = self._live_session().host.register(
+            args.name, source, Encoding.parse(args.encoding), Target.parse(target)
+        )
+        self._seen_outputs.pop(args.name, None)
         return GraphCard(info)
 
     def _source(self, text: str) -> Any:
@@ -457,24 +476,24 @@ class WasinnMagics(Magics):
         path = Path(text).expanduser()
         if path.exists():
             return str(path)
-        raise WasinnError(
+        raise CellError(
             f"SOURCE {text!r} is not a notebook variable, 'echo', or an existing file or directory",
             "give a torch model's variable name, a .pt/.pt2 file, a directory holding model.pt, or echo",
         )
 
     def _list(self, args: argparse.Namespace, cell: None) -> Listing:
-        graphs = list(self.session.host.graphs().values()) if self._session is not None else []
+        graphs = list(self._session.host.graphs().values()) if self._session is not None else []
         return Listing(graphs, [e.summary() for e in self.guests.values()])
 
     def _info(self, args: argparse.Namespace, cell: None) -> Any:
-        graphs = self.session.host.graphs()
+        graphs = self._live_session().host.graphs()
         cards: list[Any] = []
         if args.name in graphs:
-            cards.append(GraphCard(graphs[args.name]))
+            cards.append(GraphCard(graphs[args.name], self._seen_outputs.get(args.name)))
         if args.name in self.guests:
             cards.append(GuestCard(self.guests[args.name].summary()))
         if not cards:
-            raise WasinnError(
+            raise CellError(
                 f"no graph or guest named {args.name!r}",
                 f"graphs: {', '.join(graphs) or 'none'}; guests: {', '.join(self.guests) or 'none'}",
             )
@@ -488,18 +507,20 @@ class WasinnMagics(Magics):
 
     def _unload(self, args: argparse.Namespace, cell: None) -> None:
         both = not args.graph and not args.guest
-        is_graph = args.name in self.session.host.graphs() and (args.graph or both)
+        host = self._live_session().host
+        is_graph = args.name in host.graphs() and (args.graph or both)
         is_guest = args.name in self.guests and (args.guest or both)
         if both and is_graph and is_guest:
-            raise WasinnError(f"{args.name!r} names both a graph and a guest: add --graph or --guest")
+            raise CellError(f"{args.name!r} names both a graph and a guest: add --graph or --guest")
         if is_graph:
-            self.session.host.unregister(args.name)
+            host.unregister(args.name)
+            self._seen_outputs.pop(args.name, None)
             print(f"graph {args.name!r} unregistered")
         elif is_guest:
             del self.guests[args.name]
             print(f"guest {args.name!r} dropped")
         else:
-            raise WasinnError(f"nothing named {args.name!r} to unload")
+            raise CellError(f"nothing named {args.name!r} to unload")
 
     def _reset(self, args: argparse.Namespace, cell: None) -> None:
         graphs = len(self._session.host.graphs()) if self._session is not None else 0
@@ -512,19 +533,24 @@ class WasinnMagics(Magics):
     def _compute(self, args: argparse.Namespace, cell: str) -> Any:
         if args.output is not None and not args.output.isidentifier():
             raise UsageError(f"-o {args.output}: not a Python variable name")
-        graphs = self.session.host.graphs()
+        graphs = self._live_session().host.graphs()
         info = graphs.get(args.graph)
         if info is None and args.guest is None:
             known = ", ".join(graphs) or "none yet: %wasinn load NAME SOURCE registers one"
-            raise WasinnError(f"no graph named {args.graph!r} (graphs: {known})")
+            raise CellError(f"no graph named {args.graph!r} (graphs: {known})")
         expression = cell.strip()
         if not expression:
             raise UsageError("%%wasinn compute: the cell must be a Python expression giving the inputs")
         try:
             value = self._shell.ev(expression)
         except SyntaxError as exc:
-            raise WasinnError(
+            raise CellError(
                 "the cell must be one Python expression giving the inputs", f"SyntaxError: {exc.msg}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the user's expression failed: its error and frames, not ours
+            raise CellError(
+                f"the cell's inputs could not be evaluated: {type(exc).__name__}: {exc}",
+                _user_frames(exc.__traceback__),
             ) from None
         names = [t.name for t in info.inputs] if info is not None and info.inputs else None
         tensors = as_tensors(value, names)
@@ -550,6 +576,9 @@ class WasinnMagics(Magics):
         except GuestError as exc:
             raise _failure(via, exc, f"compute {args.graph!r} through guest {via!r}") from None
         self.last_compute_s = time.perf_counter() - start
+        self._seen_outputs[args.graph] = [
+            TensorInfo(o.name or f"output{i}", str(o.tensor.type), list(o.tensor.dims)) for i, o in enumerate(outputs)
+        ]
 
         results = [o.tensor.to_torch() for o in outputs]
         names_out = [o.name for o in outputs]
@@ -565,11 +594,14 @@ class WasinnMagics(Magics):
         return result
 
     def _driver_guest(self) -> Guest:
-        """A fresh instance of the shipped driver, so each compute starts with clean handles and memory."""
-        session = self.session
+        """A fresh instance of the shipped driver, so each compute starts with clean handles and memory.
+
+        Every instance is labelled ``driver`` on the timeline; its records' ``guest_id`` tells them apart.
+        """
+        session = self._live_session()
         if self._driver is None:
             compiled = compile_source(driver_wat(), "wat", name="driver", cache_dir=self.cache_dir or None)
-            self._driver = session.compile(compiled.wasm)
+            self._driver = session.compile(compiled.wasm, name="driver")
         return session.instantiate(self._driver, limits=self.limits(), label="driver")
 
 
@@ -582,18 +614,58 @@ def _check_inputs(tensors: list[Tensor]) -> None:
             continue
         if str(data.layout) != "torch.strided":
             kind = str(data.layout).removeprefix("torch.").removeprefix("_")
-            raise WasinnError(f"input {i} is a {kind} tensor: %%wasinn compute takes dense tensors (.to_dense())")
+            raise CellError(f"input {i} is a {kind} tensor: %%wasinn compute takes dense tensors (.to_dense())")
         if data.device.type == "meta":
-            raise WasinnError(f"input {i} is on the meta device: it has a shape but no data to compute on")
+            raise CellError(f"input {i} is on the meta device: it has a shape but no data to compute on")
 
 
-def _failure(name: str | None, exc: GuestError, doing: str | None = None) -> WasinnError:
-    """A short error for a guest failure: wasmtime's trap text repeats the backtrace, so keep only its cause."""
+def strip_comment(line: str) -> str:
+    """``line`` up to a ``#`` that starts a word outside quotes: a shell's comment (``# a`` goes, ``a#b`` stays)."""
+    quote: str | None = None
+    word_start = True
+    at = 0
+    while at < len(line):
+        char = line[at]
+        if quote is not None:
+            if char == "\\" and quote == '"':
+                at += 1
+            elif char == quote:
+                quote = None
+        elif char == "#" and word_start:
+            return line[:at].rstrip()
+        elif char == "\\":
+            at += 1
+        elif char in "'\"":
+            quote = char
+        word_start = quote is None and char.isspace()
+        at += 1
+    return line
+
+
+def _user_frames(tb: TracebackType | None) -> str:
+    """The traceback below the cell's expression (its own calls into user code), or "" when it failed right there.
+
+    The frames above it are the magics' and IPython's: they say nothing about the user's mistake.
+    """
+    frames = traceback.extract_tb(tb)
+    start = next((i for i, f in enumerate(frames) if f.filename == "<string>"), None)
+    if start is None or start + 1 >= len(frames):
+        return ""
+    return "raised in:\n" + "".join(traceback.format_list(frames[start + 1 :])).rstrip()
+
+
+def _blame(error: CellError, guest: Guest) -> CellError:
+    """``error`` with the host's message for the guest's last wasi-nn call, where that call failed."""
+    failed = guest.failed_last_call()
+    if failed is None:
+        return error
+    details = "\n".join(part for part in (f"its last wasi-nn call failed: {failed}", error.details) if part)
+    return CellError(error.title, details)
+
+
+def _failure(name: str | None, exc: GuestError, doing: str | None = None) -> CellError:
+    """A short error for a guest failure: its one-line message, and its backtrace once, as details."""
     message = exc.message
-    if "Caused by:" in message:
-        head = message.split(":", 1)[0]
-        cause = message.rsplit("Caused by:", 1)[1].strip().splitlines()[0].strip()
-        message = f"{head}: {cause.removeprefix('wasm trap: ')}"
     if doing:
         message = f"{doing}: {message}"
     elif name and message.startswith("guest "):
@@ -601,7 +673,7 @@ def _failure(name: str | None, exc: GuestError, doing: str | None = None) -> Was
     elif name:
         message = f"guest {name!r}: {message}"
     frames = "\n".join(f"  at {f}" for f in exc.frames)
-    return WasinnError(message, f"guest backtrace:\n{frames}" if frames else "")
+    return CellError(message, f"guest backtrace:\n{frames}" if frames else "")
 
 
-__all__ = ["WasinnError", "WasinnMagics", "usage"]
+__all__ = ["CellError", "WasinnMagics", "strip_comment", "usage"]

@@ -1,8 +1,8 @@
 """What the magics show: graph and guest cards, listings, progress lines, guest output, short errors.
 
 Every object here has a plain-text form (terminal IPython, ``%wasinn list`` in a test) and, where a table reads
-better, an HTML form for notebooks. Errors carry ``_render_traceback_`` so IPython shows their few lines instead
-of a Python traceback, while the cell still fails (``Run All`` stops there, nbclient sees an error).
+better, an HTML form for notebooks. :class:`CellError` carries ``_render_traceback_`` so IPython shows its few lines
+instead of a Python traceback, while the cell still fails (``Run All`` stops there, nbclient sees an error).
 """
 
 from __future__ import annotations
@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ..host import GraphInfo, TensorInfo, WasiOptions
+from ..host import GraphInfo, TensorInfo, WasinnError, WasiOptions
 
 RED, BOLD, RESET = "\x1b[31m", "\x1b[1m", "\x1b[0m"
 
 
-class WasinnError(Exception):
-    """A failure the user can act on (compile error, trap, errno): shown as its message, without a traceback."""
+class CellError(WasinnError):
+    """A cell asked for something that could not be done (a bad argument, a compile error, a trap, an errno).
+
+    Shown as its title and details, without a traceback (``_render_traceback_``), and the cell fails: ``Run All``
+    stops there and nbclient/nbconvert report an error. Bad magic arguments are CellErrors too, not IPython's
+    UsageError, which a kernel shows as text on stderr rather than as the cell's error.
+    """
 
     def __init__(self, title: str, details: str = "") -> None:
         super().__init__(f"{title}\n{details}".rstrip())
@@ -62,9 +67,13 @@ def _count(n: int | None) -> str:
 
 @dataclass
 class GraphCard:
-    """One registered graph: inputs and outputs where known, device, dtypes, parameter count."""
+    """One registered graph: inputs and outputs where known, device, dtypes, parameter count.
+
+    ``seen_outputs``: what the last ``%%wasinn compute`` of this graph gave, where the graph declares nothing.
+    """
 
     info: GraphInfo
+    seen_outputs: list[TensorInfo] | None = None
 
     def rows(self) -> list[tuple[str, str]]:
         i = self.info
@@ -74,12 +83,19 @@ class GraphCard:
             ("device", i.device),
             ("parameters", _count(i.parameters) + dtypes),
             ("inputs", "; ".join(_tensors(i.inputs, "not declared"))),
-            ("outputs", "; ".join(_tensors(i.outputs, "known after a compute"))),
+            ("outputs", self._outputs()),
         ]
         if i.source:
             rows.append(("source", i.source))
         rows += [("note", n) for n in i.notes]
         return rows
+
+    def _outputs(self) -> str:
+        if self.info.outputs:
+            return "; ".join(_tensors(self.info.outputs, ""))
+        if self.seen_outputs:
+            return "; ".join(_tensors(self.seen_outputs, "")) + " (as the last compute gave them)"
+        return "known after a compute"
 
     def __repr__(self) -> str:
         width = max(len(k) for k, _ in self.rows())
