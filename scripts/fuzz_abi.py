@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from wasinn_jupyter.host import Guest, Host, Limits, Session
 from wasinn_jupyter.host.abi.witx import MODULE, SIGNATURES
 from wasinn_jupyter.host.errors import WITX_ERRNO_NAMES
+from wasinn_jupyter.host.sandbox.remote import MAX_CRASHES_PER_GUEST
 
 PAGES = 2
 MEMORY = PAGES * 65536
@@ -728,8 +729,9 @@ class LoadFuzzer:
         return self.guest
 
     def run_one(self, index: int) -> None:
-        if self.guest is None or index % self.guest_loads == 0:
-            self._fresh_guest()
+        crashed_out = self.guest is not None and self.guest.client.sandbox_crashes >= MAX_CRASHES_PER_GUEST - 1
+        if self.guest is None or index % self.guest_loads == 0 or crashed_out:
+            self._fresh_guest()  # a guest whose models crash its sandbox too often may load no more
         guest = self.guest
         assert guest is not None
         op, seed, archive = self.mutate(index)

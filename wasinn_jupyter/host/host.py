@@ -24,7 +24,7 @@ from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, WasinnError, fail
 from .handles import ByteBudget, HandleTable, Limits
 from .registry import Entry, Registry
-from .sandbox.remote import Buffer, SandboxProcess
+from .sandbox.remote import MAX_CRASHES_PER_GUEST, Buffer, SandboxProcess
 from .tensors import Tensor, TensorType
 from .timeline import Timeline
 
@@ -147,6 +147,7 @@ class Client:
         self.stop_check: Callable[[], str | None] | None = None
         self._record = host.timeline.record
         self._sandboxes: dict[str, SandboxProcess] = {}  # device -> this guest's worker for its `load` models
+        self.sandbox_crashes = 0  # workers of this guest that its models crashed
         self._graph_bytes: dict[int, int] = {}  # handle -> bytes charged for a graph loaded in-process
         self._depth = 0  # 1 inside a recorded call: the operations it makes are not recorded again
         self._device: str | None = None  # the device of the graph the current call is about, for its record
@@ -303,9 +304,21 @@ class Client:
         return handle
 
     def _sandbox(self, device: str) -> SandboxProcess:
-        """This guest's worker for ``device``, started on first use or after the last one died."""
+        """This guest's worker for ``device``, started on first use or after the last one died.
+
+        A guest whose models crashed their worker MAX_CRASHES_PER_GUEST times gets no new one: each crash tells
+        an attacker something about a memory layout, and there is no honest reason to crash a sandbox again.
+        """
         process = self._sandboxes.get(device)
         if process is None or not process.alive:
+            if process is not None and process.crashed:
+                self.sandbox_crashes += 1
+            if self.sandbox_crashes >= MAX_CRASHES_PER_GUEST:
+                fail(
+                    ErrorCode.SECURITY,
+                    f"this guest's models crashed their sandbox {self.sandbox_crashes} times; it may load no more "
+                    "(load_by_name still works)",
+                )
             process = self._sandboxes[device] = SandboxProcess(
                 self.budget, self.host.limits.max_guest_bytes, device, stop_check=self._stop_reason
             )

@@ -157,6 +157,11 @@ class Tensor:
 
         return data.contiguous().reshape(-1).view(torch.uint8)
 
+    def raw_numpy(self) -> np.ndarray:
+        """The bytes as a flat uint8 numpy array in host memory (copied only from a device)."""
+        raw = self.raw()
+        return raw if isinstance(raw, np.ndarray) else raw.cpu().numpy()
+
     def to_torch(self, device: str | torch.device = "cpu") -> torch.Tensor:
         """This tensor as torch, typed and shaped; zero-copy on the CPU."""
         import torch

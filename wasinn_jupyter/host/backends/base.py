@@ -60,6 +60,12 @@ class Graph(ABC):
     device: str
     abilities: frozenset[str] = frozenset()  # optional abilities this graph has: "streaming", "properties", ...
 
+    @property
+    def input_device(self) -> str:
+        """Where its inputs should be copied out of a guest (its device; host memory for a graph elsewhere)."""
+        return self.device
+
+
     def supports(self, ability: str) -> bool:
         return ability in self.abilities
 
@@ -146,7 +152,7 @@ class ExecutionContext:
     def set_input_bytes(self, index: int, dims: tuple[int, ...], ttype: TensorType, data: Any) -> None:
         """An input from raw bytes (a view of guest memory, say): admitted before the one copy, onto the device."""
         self.admit(index, len(data))  # a refused input costs the host nothing
-        self.store_input(index, Tensor.from_guest(dims, ttype, data, self.graph.device))
+        self.store_input(index, Tensor.from_guest(dims, ttype, data, self.graph.input_device))
 
     def admit(self, index: int, nbytes: int) -> None:
         """Fail before the caller copies ``nbytes`` for input ``index`` if it could not be set."""

@@ -80,29 +80,40 @@ def layout(tensors: Sequence[Tensor]) -> tuple[list[dict[str, Any]], int]:
     return descs, offset
 
 
-def new_memfd(size: int, name: str = "wasinn-tensors") -> int:
+def new_memfd(size: int, name: str = "wasinn-tensors", seal_writes_later: bool = False) -> int:
     """Shared memory of exactly ``size`` bytes, sealed at that size before anyone else sees it.
 
     The seals matter for outputs: the host maps the memory after the worker wrote it and keeps the mapping as the
     output tensors' storage. Unsealed, a hostile worker that kept the descriptor could shrink it, and the host's
-    next read of the mapping would be SIGBUS: a dead kernel.
+    next read of the mapping would be SIGBUS: a dead kernel. ``seal_writes_later`` leaves room for
+    :func:`seal_writes`, once the worker has written it.
     """
     fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | (0 if seal_writes_later else fcntl.F_SEAL_SEAL)
     try:
         os.ftruncate(fd, size)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     except OSError:
         os.close(fd)
         raise
     return fd
 
 
-def write_all(fd: int, data: Any) -> None:
-    """Write a bytes-like object (a view of guest memory, say) at the start of ``fd``, however many calls it takes."""
+def seal_writes(fd: int) -> bool:
+    """Freeze a memfd's bytes (the worker's outputs, once written); False if someone still maps it writable."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
+    except OSError:
+        return False
+    return True
+
+
+def write_all(fd: int, data: Any, offset: int = 0) -> None:
+    """Write a bytes-like object (a view of guest memory, say) at ``offset`` of ``fd``, however many calls it takes."""
     view = memoryview(data).cast("B")
     done = 0
     while done < len(view):
-        done += os.pwrite(fd, view[done:], done)
+        done += os.pwrite(fd, view[done:], offset + done)
 
 
 def map_fd(fd: int, size: int, writable: bool) -> mmap.mmap | None:
@@ -145,17 +156,17 @@ def unpack(mm: mmap.mmap | None, descs: object, size: int) -> list[Tensor]:
     for d in descs:
         if not isinstance(d, dict):
             raise ProtocolError("a tensor descriptor is not an object")
-        ttype = BY_NAME.get(d.get("type"))  # type: ignore[arg-type]
-        dims, offset = d.get("dims"), d.get("offset")
+        name, dims, offset = d.get("type"), d.get("dims"), d.get("offset")
+        ttype = BY_NAME.get(name) if type(name) is str else None
         if ttype is None:
-            raise ProtocolError(f"unknown tensor type {d.get('type')!r}")
+            raise ProtocolError(f"unknown tensor type {name!r}")
         if (
             not isinstance(dims, list)
             or len(dims) > MAX_RANK
             or not all(type(x) is int and 0 <= x < 1 << 40 for x in dims)
         ):
             raise ProtocolError(f"bad dims {dims!r}")
-        if type(offset) is not int or offset < 0:
+        if type(offset) is not int or offset < 0 or offset % ALIGN:
             raise ProtocolError(f"bad offset {offset!r}")
         nbytes = element_count(tuple(dims)) * ttype.itemsize
         if offset + nbytes > size:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import select
 import signal
 import socket
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +44,11 @@ StopCheck = Callable[[], "str | None"]
 Buffer = Union[bytes, memoryview, "np.ndarray"]  # model bytes, possibly a view of guest memory
 POLL_S = 0.05
 START_TIMEOUT_S = 120.0  # importing torch on a cold, busy machine
+ZYGOTE_TIMEOUT_S = 30.0
+MAX_CRASHES_PER_GUEST = 3  # then the guest's loads are refused
+CRASHES_PER_ZYGOTE = 16  # then a new zygote (a new memory layout) serves the next fork
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # Environment a worker inherits: what torch and the C runtime need to find and size themselves (thread pools
 # included: OMP_*, MKL_*, KMP_*), nothing else (no tokens or credentials the user's environment may hold).
 PASSED_ENV = ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -55,7 +61,6 @@ def _never() -> str | None:
 
 def _worker_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the host's own view: where this package is
     env["PATH"] = os.defpath
     env["HOME"] = "/nonexistent"
     return env
@@ -74,43 +79,62 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-def _recv_within(sock: socket.socket, timeout_s: float | None) -> dict[str, Any] | None:
-    """One message, or None after ``timeout_s``; EOFError/ProtocolError as :func:`protocol.recv` raises them."""
+def _data_bytes(pid: int) -> int | None:
+    """A process's data segment (what RLIMIT_DATA counts), read by the host: a worker's word is not taken for it."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[5]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _recv_within(sock: socket.socket, timeout_s: float | None) -> tuple[dict[str, Any], list[int]] | None:
+    """One message and its descriptors, or None after ``timeout_s``; EOFError/ProtocolError as recv raises them."""
     ready, _, _ = select.select([sock], [], [], timeout_s)
     if not ready:
         return None
-    message, fds = protocol.recv(sock)
-    for fd in fds:  # neither a zygote nor a worker ever sends descriptors
-        os.close(fd)
-    return message
+    return protocol.recv(sock)
 
 
 class Zygote:
     """The host process's one unconfined helper that forks sandbox workers (see :mod:`.worker`).
 
-    Started on the first guest ``load`` of the process and shared by every Host in it; a new one replaces it if it
-    died. It never sees guest bytes: it forks, reaps, and says how a worker ended.
+    Started on the first guest ``load`` of the process, isolated from the host's environment and import path
+    (``python -I``: nothing a guest could write into the host's working directory is importable in it), and shared
+    by every Host in the process. A new one replaces it for later forks when it dies, fails to answer, or has seen
+    too many of its workers crash; workers of the old one keep it alive until they end. It never sees guest
+    bytes: it forks, reaps, and says how a worker ended.
     """
 
-    _lock = threading.Lock()
+    _shared_lock = threading.Lock()
     _shared: Zygote | None = None
 
     @classmethod
     def shared(cls) -> Zygote:
-        with cls._lock:
-            if cls._shared is None or cls._shared.proc.poll() is not None:
-                cls._shared = Zygote()
-            return cls._shared
+        with cls._shared_lock:
+            current = cls._shared
+            if current is None or current.retired or current.proc.poll() is not None:
+                current = cls._shared = Zygote()
+            return current
+
+    @classmethod
+    def _forget(cls) -> None:
+        """In a child of a fork of the host: the zygote's socket belongs to the parent."""
+        cls._shared = None
 
     def __init__(self, start_timeout_s: float = START_TIMEOUT_S) -> None:
         self._lock = threading.Lock()
+        self.retired = False
+        self.crashes = 0
         control, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # stderr: read when it (or a worker, before confinement) fails to start; a worker cannot grow it
-        self.stderr = tempfile.TemporaryFile()
-        argv = [sys.executable, "-s", "-B", "-m", __package__ + ".worker", str(zygote_end.fileno())]
+        self.stderr = tempfile.TemporaryFile()  # read when it fails to start; its workers write to /dev/null
+        boot = (
+            f"import sys; sys.path.append({PACKAGE_ROOT!r}); "
+            "from wasinn_jupyter.host.sandbox.worker import main; sys.exit(main(sys.argv[1:]))"
+        )
         try:
             self.proc = subprocess.Popen(
-                argv,
+                [sys.executable, "-I", "-B", "-c", boot, str(zygote_end.fileno())],
                 pass_fds=[zygote_end.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -126,9 +150,10 @@ class Zygote:
             zygote_end.close()
         self.control = control
         try:
-            hello = _recv_within(control, start_timeout_s)
-        except (EOFError, ConnectionError, protocol.ProtocolError):
-            hello = None
+            got = _recv_within(control, start_timeout_s)
+        except (EOFError, OSError, protocol.ProtocolError):
+            got = None
+        hello = got[0] if got else None
         if hello is None or hello.get("ok") is not True:
             self.proc.kill()
             detail = (hello or {}).get("message") or self.stderr_tail() or _describe_exit(self.proc.wait())
@@ -142,33 +167,48 @@ class Zygote:
             return ""
         return lines[-1] if lines else ""
 
-    def ask(self, message: dict[str, Any], fds: Sequence[int] = ()) -> dict[str, Any]:
+    def ask(self, message: dict[str, Any], fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int]]:
         with self._lock:
             try:
                 protocol.send(self.control, message, fds)
-                reply = _recv_within(self.control, 30.0)
+                got = _recv_within(self.control, ZYGOTE_TIMEOUT_S)
             except (OSError, EOFError, protocol.ProtocolError) as exc:
-                reply = {"ok": False, "message": str(exc)}
-        if reply is None or reply.get("ok") is not True:
-            self.proc.kill()
-            why = (reply or {}).get("message", "no answer in 30 s")
+                got = ({"ok": False, "message": str(exc)}, [])
+        reply, received = got if got is not None else ({"ok": False, "message": "no answer in 30 s"}, [])
+        if reply.get("ok") is not True:
+            for fd in received:
+                os.close(fd)
+            self.retired = True  # later forks get a new zygote; this one's workers carry on
+            why = reply.get("message", "no reason")
             fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker factory failed ({why}); the next load starts a new one")
-        return reply
+        return reply, received
 
-    def fork(self, sock: socket.socket, memory_bytes: int, device: str) -> int:
-        pid = self.ask({"op": "fork", "budget": memory_bytes, "device": device}, [sock.fileno()]).get("pid")
-        if type(pid) is not int:
+    def fork(self, sock: socket.socket, memory_bytes: int, device: str) -> tuple[int, int | None]:
+        """A new worker on ``sock``: its pid, and a pidfd where the kernel has them."""
+        reply, fds = self.ask({"op": "fork", "budget": memory_bytes, "device": device}, [sock.fileno()])
+        pid = reply.get("pid")
+        if type(pid) is not int or len(fds) > 1:
+            for fd in fds:
+                os.close(fd)
             fail(ErrorCode.RUNTIME_ERROR, "sandbox: the worker factory sent no pid")
-        return pid
+        return pid, (fds[0] if fds else None)
 
     def status(self, pid: int, wait_s: float = 2.0) -> int | None:
         """How worker ``pid`` ended (negative: the signal), once reaped; None if it has not (yet)."""
         deadline = time.monotonic() + wait_s
         while True:
-            status = self.ask({"op": "status", "pid": pid}).get("status")
+            status = self.ask({"op": "status", "pid": pid})[0].get("status")
             if type(status) is int or time.monotonic() > deadline:
                 return status if type(status) is int else None
             time.sleep(0.02)
+
+    def crashed(self) -> None:
+        self.crashes += 1
+        if self.crashes >= CRASHES_PER_ZYGOTE:
+            self.retired = True
+
+
+os.register_at_fork(after_in_child=Zygote._forget)
 
 
 class SandboxProcess:
@@ -187,29 +227,32 @@ class SandboxProcess:
         self.stop_check = stop_check or _never
         self.charged = 0
         self.dead: str | None = None
-        self._lock = threading.Lock()
+        self.crashed = False
+        self._lock = threading.RLock()  # one request (or one run: run + outputs) at a time
+        self._kill_lock = threading.Lock()
         self._next_graph = 0
+        self._next_id = 0
+        self._base = 0
+        self._limit_s: float | None = start_timeout_s
+        self._signalled = False
         self.zygote = Zygote.shared()
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = host_end
         try:
-            self.pid = self.zygote.fork(worker_end, memory_bytes, device)
+            self.pid, self._pidfd = self.zygote.fork(worker_end, memory_bytes, device)
         except BaseException:
             host_end.close()
             raise
         finally:
             worker_end.close()
-        self._signalled = False
-        self._pidfd: int | None = None  # killing through it cannot hit a reused pid
-        try:
-            self._pidfd = os.pidfd_open(self.pid)  # it cannot have been reaped yet: it waits to send its hello
-        except OSError:  # no pidfds (an old kernel, gVisor): kill by pid, while it is known to be ours
-            pass
         hello = self._await(start_timeout_s, "starting", stoppable=False)
         if hello.get("ok") is not True:
             self.kill("did not start")
             protocol.raise_for(hello)
+        self._base = _data_bytes(self.pid) or 0
+        self._hard = memory_bytes
         self.confinement = protocol.text(hello.get("confinement", ""))
+        host_end.setblocking(False)  # sends wait in select, under the same deadline and stop as replies
         log.info("sandbox worker %s ready on %s: %s", self.pid, device, self.confinement)
 
     # -- talking -------------------------------------------------------------------------------------------
@@ -221,40 +264,81 @@ class SandboxProcess:
         with self._lock:
             if self.dead is not None:
                 fail(ErrorCode.RUNTIME_ERROR, f"the sandbox worker for this guest's models {self.dead}")
-            try:
-                protocol.send(self.sock, message, fds)
-            except OSError:
-                self._gone(what)
-            reply = self._await(timeout_s, what)
-            self._charge(reply.get("data"), what)
+            deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+            self._limit_s = timeout_s
+            self._next_id += 1
+            message = {**message, "id": self._next_id}
+            self._allow()
+            self._send(message, fds, deadline, what)
+            reply = self._await(None if deadline is None else max(0.0, deadline - time.monotonic()), what)
+            if reply.get("id") != self._next_id:
+                self.kill("answered another request")
+                fail(ErrorCode.RUNTIME_ERROR, f"sandbox: {what}: the worker answered another request")
+            self._charge(what)
         return protocol.raise_for(reply)
 
-    def _await(self, timeout_s: float | None, what: str, stoppable: bool = True) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+    def _allow(self) -> None:
+        """Lower the worker's RLIMIT_DATA to what the guest's budget has left for it (it cannot raise it)."""
+        left = self.budget.limit - self.budget.used + self.charged
+        try:
+            resource.prlimit(self.pid, resource.RLIMIT_DATA, (self._base + max(0, min(left, self._hard)), -1))
+        except (OSError, ValueError) as exc:  # -1: keep the hard limit the worker set
+            log.debug("sandbox: RLIMIT_DATA of worker %s not lowered: %s", self.pid, exc)
+
+    def _send(self, message: dict[str, Any], fds: Sequence[int], deadline: float | None, what: str) -> None:
         while True:
-            ready, _, _ = select.select([self.sock], [], [], POLL_S)
-            if ready:
-                try:
-                    reply, fds = protocol.recv(self.sock)
-                except (EOFError, ConnectionError):
-                    self._gone(what)
-                except protocol.ProtocolError as exc:
-                    self.kill(f"broke the protocol ({exc})")
-                    fail(ErrorCode.RUNTIME_ERROR, f"sandbox: {what}: the worker broke the protocol: {exc}")
-                for fd in fds:  # a worker never sends descriptors
-                    os.close(fd)
-                return reply
-            reason = self.stop_check() if stoppable else None
+            try:
+                protocol.send(self.sock, message, fds)
+                return
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._gone(what)
+            self._wait_for(lambda: select.select([], [self.sock], [], POLL_S)[1], deadline, what)
+
+    def _wait_for(self, ready: Callable[[], Any], deadline: float | None, what: str) -> None:
+        """Poll ``ready`` until it is true, failing on the guest's stop, the deadline or the worker's death."""
+        while True:
+            try:
+                if ready():
+                    return
+            except (OSError, ValueError):  # the socket went under us (killed from another thread)
+                self._gone(what)
+            reason = self.stop_check() if what != "starting" else None
             if reason is not None:
                 self.kill(f"was stopped while {what} ({reason})")
                 fail(ErrorCode.RUNTIME_ERROR, f"sandbox: {what} stopped: {reason}; the graph's worker was killed")
             if deadline is not None and time.monotonic() > deadline:
-                self.kill(f"was killed after {timeout_s} s {what}")
-                fail(ErrorCode.TIMEOUT, f"sandbox: {what} took over {timeout_s} s; the graph's worker was killed")
+                self.kill(f"was killed after its time limit of {self._limit_s} s, {what}")
+                fail(ErrorCode.TIMEOUT, f"sandbox: {what} took over {self._limit_s} s; the graph's worker was killed")
+            if self.dead is not None:
+                self._gone(what)
 
-    def _gone(self, what: str) -> None:
-        """The worker closed its socket: it died. Say how, free what it cost, fail the call."""
-        reason = _describe_exit(self.exit_status())
+    def _await(self, timeout_s: float | None, what: str, stoppable: bool = True) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        self._wait_for(
+            lambda: select.select([self.sock], [], [], POLL_S)[0], deadline, what if stoppable else "starting"
+        )
+        try:
+            reply, fds = protocol.recv(self.sock)
+        except (EOFError, OSError):
+            self._gone(what)
+        except protocol.ProtocolError as exc:
+            self.kill(f"broke the protocol ({exc})")
+            fail(ErrorCode.RUNTIME_ERROR, f"sandbox: {what}: the worker broke the protocol: {exc}")
+        for fd in fds:  # a worker never sends descriptors
+            os.close(fd)
+        return reply
+
+    def _gone(self, what: str) -> NoReturn:
+        """The worker closed its socket, or was killed: say how, free what it cost, fail the call."""
+        if self.dead is not None and self._signalled:
+            fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker {self.dead}")
+        status = self.exit_status()
+        reason = _describe_exit(status)
+        if status is not None and status < 0 and status != -signal.SIGKILL:
+            self.crashed = True
+            self.zygote.crashed()
         detail = f": {self.zygote.stderr_tail()}" if what == "starting" else ""
         self.kill(f"{reason} while {what}")
         fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker {reason} while {what}{detail}")
@@ -266,40 +350,56 @@ class SandboxProcess:
         except WasiNNError:
             return None
 
-    def _charge(self, data: object, what: str) -> None:
-        """Charge the worker's growth to the guest's budget; past it, the worker goes."""
-        if type(data) is not int or data < 0:
-            self.kill("sent a bad memory figure")
-            fail(ErrorCode.RUNTIME_ERROR, f"sandbox: {what}: the worker sent a bad memory figure")
+    def _charge(self, what: str) -> None:
+        """Charge the worker's growth, as the host measures it, to the guest's budget; past it, the worker goes."""
+        if self.dead is not None:
+            return
+        data = _data_bytes(self.pid)
+        if data is None:
+            self._gone(what)
+        grown = max(0, data - self._base)
         try:
-            self.budget.charge(data - self.charged)
+            self.budget.charge(grown - self.charged)
         except WasiNNError:
-            self.kill(f"grew to {data} bytes, past the guest's memory budget")
+            self.kill(f"grew to {grown} bytes, past the guest's memory budget")
             fail(
                 ErrorCode.TOO_LARGE,
-                f"sandbox: {what}: the guest's models grew to {data} bytes, past the guest's memory budget of "
+                f"sandbox: {what}: the guest's models grew to {grown} bytes, past the guest's memory budget of "
                 f"{self.budget.limit} (max_guest_bytes); the graph's worker was killed",
             )
-        self.charged = data
+        self.charged = grown
 
     def kill(self, reason: str = "was closed") -> None:
-        """End the worker now (idempotent); its graphs answer runtime_error from then on."""
-        if self.dead is None:
-            self.dead = reason
-        if not self._signalled:
-            self._signalled = True
+        """End the worker now, from any thread (idempotent); its graphs answer runtime_error from then on."""
+        with self._kill_lock:
+            if self.dead is None:
+                self.dead = reason
+            if not self._signalled:
+                self._signalled = True
+                try:
+                    if self._pidfd is not None:
+                        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                    else:  # no pidfds here: by pid (a pid reused after the worker died unnoticed is the residual)
+                        os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it had exited already
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread waiting on it
+                except OSError:
+                    pass
+                self.budget.charge(-self.charged)
+                self.charged = 0
+        if self._lock.acquire(blocking=False):  # no request in flight: close now (else its thread does, below)
             try:
-                if self._pidfd is not None:
-                    signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-                else:  # no pidfd: by pid (a pid reused after the worker died unnoticed is the residual risk)
-                    os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it had exited already
-            if self._pidfd is not None:
-                os.close(self._pidfd)
+                self._close()
+            finally:
+                self._lock.release()
+
+    def _close(self) -> None:
         self.sock.close()
-        self.budget.charge(-self.charged)
-        self.charged = 0
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     @property
     def alive(self) -> bool:
@@ -365,6 +465,10 @@ class RemoteGraph(Graph):
         self._info = info
         self.compute_timeout_s: float | None = None
 
+    @property
+    def input_device(self) -> str:
+        return "cpu"  # inputs cross to the worker in host memory, whatever device it computes on
+
     def input_names(self) -> list[str] | None:
         return self._input_names
 
@@ -372,6 +476,10 @@ class RemoteGraph(Graph):
         return self._info
 
     def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:
+        with self.process._lock:  # run, then outputs or drop: no other request of this worker in between
+            return self._run(inputs)
+
+    def _run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:
         process = self.process
         descs, size, fd = protocol.pack(inputs)
         try:
@@ -390,10 +498,13 @@ class RemoteGraph(Graph):
         except WasiNNError:
             process.request({"op": "drop"}, timeout_s=self.compute_timeout_s, what="dropping outputs")
             raise
-        out_fd = protocol.new_memfd(out_size, "wasinn-outputs") if out_size else None
+        out_fd = protocol.new_memfd(out_size, "wasinn-outputs", seal_writes_later=True) if out_size else None
         try:
             process.request({"op": "outputs"}, [out_fd] if out_fd is not None else [],
                             timeout_s=self.compute_timeout_s, what="handing over outputs")  # fmt: skip
+            if out_fd is not None and not protocol.seal_writes(out_fd):
+                process.kill("kept a way to change its outputs")
+                fail(ErrorCode.RUNTIME_ERROR, "sandbox: the worker kept a writable mapping of its outputs")
             mm = protocol.map_fd(out_fd, out_size, writable=False) if out_fd is not None else None
             out_fd = None  # map_fd closed it
             outputs = protocol.unpack(mm, reply.get("outputs"), out_size)

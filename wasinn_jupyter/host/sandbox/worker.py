@@ -30,27 +30,29 @@ from typing import Any
 
 from ..backends import backend_for
 from ..encodings import Encoding
-from ..errors import ErrorCode, fail
+from ..errors import ErrorCode, WasiNNError, fail
 from ..tensors import Tensor
 from . import protocol
 from .confine import confine, die_with_parent
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+MAX_NAMES = 256  # input or output names a reply carries (each cut to MAX_NAME characters)
+MAX_NAME = 128
+
+
+def _names(names: list[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    if len(names) > MAX_NAMES:
+        fail(ErrorCode.TOO_LARGE, f"the graph has {len(names)} named tensors; at most {MAX_NAMES} can cross")
+    return [n[:MAX_NAME] for n in names]
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, budget: int, device: str) -> None:
+    def __init__(self, sock: socket.socket, device: str) -> None:
         self.sock = sock
-        self.budget = budget
         self.device = device
         self.graphs: dict[int, Any] = {}
         self.pending: list[Tensor] | None = None
-        self._statm = os.open("/proc/self/statm", os.O_RDONLY)  # opened before confinement: read later by fd
-        self._base = 0
-
-    def data_bytes(self) -> int:
-        fields = os.pread(self._statm, 256, 0).split()
-        return int(fields[5]) * PAGE  # "data": data + stack pages, what RLIMIT_DATA counts
 
     def warm_up(self, archive: bytes) -> None:
         """Load and run ``archive`` once: torch loads what serving needs while this process can still open files."""
@@ -62,7 +64,6 @@ class Worker:
             torch.cuda.synchronize()
 
     def serve(self) -> None:
-        self._base = self.data_bytes()
         while True:
             try:
                 message, fds = protocol.recv(self.sock)
@@ -79,8 +80,12 @@ class Worker:
                         os.close(fd)
                     except OSError:
                         pass
-            reply["data"] = max(0, self.data_bytes() - self._base)
-            protocol.send(self.sock, reply)
+            reply["id"] = message.get("id")  # the host matches replies to requests
+            try:
+                protocol.send(self.sock, reply)
+            except protocol.ProtocolError as exc:  # too long to send: say so instead
+                protocol.send(self.sock, {**protocol.error_reply(WasiNNError(ErrorCode.TOO_LARGE, str(exc))),
+                                          "id": message.get("id")})  # fmt: skip
 
     def handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         op = message.get("op")
@@ -109,7 +114,7 @@ class Worker:
         info = graph.info()
         return {
             "ok": True,
-            "inputs": graph.input_names(),
+            "inputs": _names(graph.input_names()),
             "parameters": info.parameters,
             "dtypes": info.dtypes,
         }
@@ -122,8 +127,10 @@ class Worker:
         mm = protocol.map_fd(fds.pop(), size, writable=False) if size else None
         inputs = protocol.unpack(mm, message["inputs"], size)
         result = graph.run(inputs)
-        names = list(result) if isinstance(result, dict) else None
+        names = _names(list(result)) if isinstance(result, dict) else None
         outputs = list(result.values()) if isinstance(result, dict) else list(result)
+        if len(outputs) > protocol.MAX_TENSORS:
+            fail(ErrorCode.TOO_LARGE, f"{len(outputs)} outputs; at most {protocol.MAX_TENSORS} can cross")
         descs, total = protocol.layout(outputs)
         self.pending = outputs
         return {"ok": True, "outputs": descs, "names": names, "size": total}
@@ -132,20 +139,19 @@ class Worker:
         outputs, self.pending = self.pending, None
         if outputs is None:
             fail(ErrorCode.INVALID_ARGUMENT, "no outputs are pending")
-        descs, size = protocol.layout(outputs)
-        mm = protocol.map_fd(fds.pop(), size, writable=True) if size else None
-        protocol.write(mm, outputs, descs)
-        if mm is not None:
-            mm.close()
+        descs, _ = protocol.layout(outputs)
+        if fds:  # written, not mapped: a worker may map nothing shared, so the host can seal the bytes after
+            for tensor, desc in zip(outputs, descs, strict=True):
+                protocol.write_all(fds[0], tensor.raw_numpy(), desc["offset"])
         return {"ok": True}
 
 
 def run_worker(sock: socket.socket, budget: int, device: str, warm_up: bytes) -> None:
     """A forked worker's life: warm up, confine, serve; the host learns of any failure before confinement."""
     try:
-        worker = Worker(sock, budget, device)
+        worker = Worker(sock, device)
         worker.warm_up(warm_up)
-        confinement = confine(budget)
+        confinement = confine(budget, ioctl=device.startswith("cuda"))  # the CUDA driver speaks ioctl
     except BaseException as exc:  # noqa: BLE001 - told to the host, which refuses guest models then
         protocol.send(sock, {"ok": False, "code": ErrorCode.UNSUPPORTED_OPERATION.value, "message": protocol.text(
             f"the sandbox for guest models could not start: {type(exc).__name__}: {exc}")})  # fmt: skip
@@ -176,6 +182,7 @@ class Zygote:
     def __init__(self, control: socket.socket) -> None:
         self.control = control
         self.warm_up = warm_up_archive()
+        self.devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self.statuses: dict[int, int] = {}
         signal.signal(signal.SIGCHLD, self._reap)
 
@@ -199,24 +206,45 @@ class Zygote:
                 return
             op = message.get("op")
             reply: dict[str, object]
+            pidfd: list[int] = []
             if op == "fork" and len(fds) == 1:
-                reply = {"ok": True, "pid": self.fork(fds[0], int(message["budget"]), str(message["device"]))}
+                try:
+                    pid, fd = self.fork(fds[0], int(message["budget"]), str(message["device"]))
+                    reply, pidfd = {"ok": True, "pid": pid}, [fd]
+                except OSError as exc:
+                    reply = {"ok": False, "message": f"fork failed: {exc}"}
             elif op == "status":
-                pid = message.get("pid")
-                reply = {"ok": True, "status": self.statuses.get(pid) if type(pid) is int else None}
+                asked = message.get("pid")
+                reply = {"ok": True, "status": self.statuses.get(asked) if type(asked) is int else None}
             else:
                 reply = {"ok": False, "message": f"unknown request {op!r}"}
             for fd in fds:
                 os.close(fd)
-            protocol.send(self.control, reply)
+            protocol.send(self.control, reply, pidfd)
+            for fd in pidfd:
+                os.close(fd)
 
-    def fork(self, fd: int, budget: int, device: str) -> int:
-        pid = os.fork()
+    def fork(self, fd: int, budget: int, device: str) -> tuple[int, int]:
+        """A new worker on socket ``fd``: its pid and a pidfd for the host (kills through it cannot hit a reused
+        pid: SIGCHLD is held until the pidfd exists, so the worker cannot be reaped before)."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            raise
         if pid:
-            return pid
-        try:  # the child: nothing of the zygote's but the code and the warm-up archive
+            try:
+                self.statuses.pop(pid, None)  # a reused pid's old status
+                return pid, os.pidfd_open(pid)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        try:  # the child: nothing of the zygote's but the code, the warm-up archive and /dev/null
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             self.control.close()
+            os.dup2(self.devnull, 2)  # not the zygote's stderr file: the worker could write or truncate it
+            os.close(self.devnull)
             die_with_parent(os.getppid())
             run_worker(socket.socket(fileno=fd), budget, device, self.warm_up)
         finally:
