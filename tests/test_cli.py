@@ -100,6 +100,63 @@ def test_echo_preload_and_errno_dialect(tmp_path, capfd) -> None:
     assert code == 1 and "errno 103" in capfd.readouterr().out
 
 
+def test_version(capsys) -> None:
+    from wasinn_jupyter import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"wasinn {__version__} (wasmtime ")
+
+
+def test_a_failed_call_that_ends_the_guest_shows_the_hosts_message(models, capfd) -> None:
+    preload = ["--dir", f"{models}::.", "--nn-preload", f"cnn:PyTorch:CPU:{models}/tiny_cnn.pt"]
+    code = main(["run", *preload, str(EXAMPLES / "classify.wat"), "resnet", "input.bin"])  # no -v
+    captured = capfd.readouterr()
+    assert code == 1 and "load_by_name failed, errno 8" in captured.out
+    expected = "the guest's last wasi-nn call failed: load_by_name: no graph named 'resnet' (registered: cnn)"
+    assert f"wasinn: {expected}" in captured.err
+    assert main(["run", *preload, str(EXAMPLES / "classify.wat"), "cnn", "input.bin"]) == 0
+    assert "wasi-nn call failed" not in capfd.readouterr().err
+
+
+def test_a_trap_shows_one_backtrace_with_demangled_names(tmp_path, capfd) -> None:
+    guest = tmp_path / "trap.wat"
+    guest.write_text(
+        "(module (func $_ZN5guest5inner17h0123456789abcdefE (unreachable))"
+        " (func $outer (call $_ZN5guest5inner17h0123456789abcdefE))"
+        ' (func (export "_start") (call $outer)))'
+    )
+    assert main(["run", str(guest)]) == 134
+    err = capfd.readouterr().err
+    assert err.startswith("wasinn: guest trapped: wasm `unreachable` instruction executed\nguest backtrace:\n")
+    assert err.count("backtrace") == 1 and "guest!guest::inner @" in err and "h0123456789abcdef" not in err
+
+
+def test_a_module_that_does_not_validate_says_why(tmp_path, capfd) -> None:
+    guest = tmp_path / "bad.wat"
+    guest.write_text("(module (func (result i32)))")
+    assert main(["run", str(guest)]) == 1
+    err = capfd.readouterr().err
+    assert "type mismatch" in err and "at offset" in err and err.count("\n") == 1
+
+
+def test_a_conformance_run_that_tests_nothing_is_a_usage_error(capsys) -> None:
+    assert main(["conformance", "--select", "NOSUCH"]) == 2
+    captured = capsys.readouterr()
+    assert "nothing was tested: no case name contains 'NOSUCH'" in captured.err and "--allow-empty" in captured.err
+    assert main(["conformance", "--select", "NOSUCH", "--allow-empty"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 passed, 0 failed"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_conformance_on_gpu_without_cuda_is_a_usage_error(capsys) -> None:
+    assert main(["conformance", "--target", "gpu", "--select", "types/"]) == 2
+    assert "every case was skipped (target gpu: CUDA is not available here" in capsys.readouterr().err
+    assert main(["conformance", "--target", "gpu", "--select", "types/", "--allow-empty"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 passed, 0 failed, 12 skipped"
+
+
 def test_conformance_command(tmp_path, capsys) -> None:
     assert main(["conformance", "--select", "types/", "--json", str(tmp_path / "report.json")]) == 0
     out = capsys.readouterr().out.splitlines()

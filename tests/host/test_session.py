@@ -352,3 +352,153 @@ def test_deep_recursion_traps_on_a_small_native_stack(tmp_path) -> None:
     done = subprocess.run(["bash", "-c", command, script, RUNAWAY], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "trapped:" in done.stdout and "stack" in done.stdout
+
+
+# -- the module type, lifecycle events, closing (issue 9, items 4 to 6) --------------------------------------------
+
+NN_GUEST = """(module
+  (import "wasi_ephemeral_nn" "load_by_name" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_ephemeral_nn" "unload" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+  (memory (export "memory") 1)
+  (func (export "f") (param i32 i64) (result f32) (f32.const 0)))"""
+
+
+def test_compile_returns_our_module_type(session: Session) -> None:
+    from wasinn_jupyter.host import Dialect, GuestModule
+
+    module = session.compile(NN_GUEST, name="nn")
+    assert isinstance(module, GuestModule) and module.kind == "core" and module.name == "nn"
+    assert module.nn_imports == ("load_by_name", "unload") and module.nn_abi == "witx"
+    assert module.dialect is Dialect.WASMEDGE and "unload" in module.dialect_reason  # a WasmEdge-only import
+    assert module.export_names == ["memory", "f"] and not module.is_command
+    f = module.export("f")
+    assert f is not None and (f.kind, f.params, f.results) == ("func", ("i32", "i64"), ("f32",))
+    assert f.signature() == "(i32, i64) -> f32"
+    assert module.export("memory").kind == "memory"  # type: ignore[union-attr]
+    plain = session.compile(RUNAWAY)
+    assert plain.nn_imports == () and plain.nn_abi is None and plain.dialect is Dialect.SPEC
+
+
+def test_a_component_is_described_and_refused_plainly(session: Session) -> None:
+    component = session.compile(
+        '(component (import "wasi:nn/graph@0.2.0-rc-2024-10-28" (instance)) '
+        '(core module $m (func (export "f"))) (core instance $i (instantiate $m)) '
+        '(func (export "hello") (canon lift (core func $i "f"))))',
+        name="comp",
+    )
+    assert component.kind == "component" and component.nn_abi == "wit"
+    assert component.nn_imports == ("wasi:nn/graph@0.2.0-rc-2024-10-28",)
+    assert component.export_names == ["hello"]
+    with pytest.raises(GuestError, match="WIT components are not supported yet"):
+        session.instantiate(component)
+
+
+def test_a_validation_error_keeps_its_cause(session: Session) -> None:
+    with pytest.raises(GuestError) as err:
+        session.compile("(module (func (result i32)))")
+    message = err.value.message
+    assert "type mismatch" in message and "at offset" in message and "\n" not in message
+    assert "WebAssembly translation error" not in message
+
+
+def test_a_trap_has_one_backtrace_with_demangled_rust_names(session: Session) -> None:
+    guest = session.instantiate(
+        session.compile(
+            "(module (func $_ZN5guest5inner17h0123456789abcdefE (unreachable))"
+            " (func $_ZN3std2rt10lang_start28_$u7b$$u7b$closure$u7d$$u7d$17h07e5726c01e9a053E.llvm.123"
+            " (call $_ZN5guest5inner17h0123456789abcdefE))"
+            ' (func (export "boom")'
+            " (call $_ZN3std2rt10lang_start28_$u7b$$u7b$closure$u7d$$u7d$17h07e5726c01e9a053E.llvm.123)))"
+        )
+    )
+    with pytest.raises(GuestTrap) as err:
+        guest.call("boom")
+    assert err.value.message == "guest trapped: wasm `unreachable` instruction executed"
+    names = [frame.split(" @ ")[0] for frame in err.value.frames]
+    assert names == ["guest!guest::inner", "guest!std::rt::lang_start::{{closure}}", "guest!func[2]"]
+    shown = str(err.value)
+    assert shown.count("backtrace") == 1 and "h0123456789abcdef" not in shown
+
+
+@pytest.mark.parametrize(
+    ("mangled", "plain"),
+    [
+        ("_ZN5guest5outer17h6b458dda0214072cE", "guest::outer"),
+        ("_ZN4core3ptr85drop_in_place$LT$std..rt..lang_start$LT$$LP$$RP$$GT$..$u7b$$u7b$closure$u7d$$u7d$$GT$"
+         "17h0000000000000000E", "core::ptr::drop_in_place<std::rt::lang_start<()>::{{closure}}>"),
+        ("_ZN3foo3bar3baz", "_ZN3foo3bar3baz"),  # not a whole symbol: left alone
+        ("main", "main"),
+        ("_RNvCs1234_7mycrate3foo", "_RNvCs1234_7mycrate3foo"),  # v0 mangling is left as written
+    ],
+)  # fmt: skip
+def test_demangle(mangled: str, plain: str) -> None:
+    from wasinn_jupyter.host.session import demangle
+
+    assert demangle(mangled) == plain
+
+
+def test_lifecycle_events_name_each_instance(session: Session) -> None:
+    timeline = session.host.timeline
+    module = session.compile(RUNAWAY, name="runaway")
+    first = session.instantiate(module, label="same")
+    second = session.instantiate(module, label="same")
+    assert first.id != second.id and first.label == second.label == "same"
+    assert first.call("add", 1, 2) == 3
+    with pytest.raises(GuestTrap):
+        first.call("boom")
+    stopped = session.instantiate(module, label="same", limits=GuestLimits(deadline_s=0.1))
+    with pytest.raises(GuestStopped):
+        stopped.call("spin", watch=False)
+    first.close()
+    first.close()  # idempotent: one close event
+    exits = session.instantiate(session.compile(ECHO_ARGS, name="args"), wasi=WasiOptions(argv=["a", "b"]))
+    assert exits.run() == 2
+    events = [(r.call, r.guest_id, r.outcome, r.detail) for r in timeline.records() if r.kind == "lifecycle"]
+    assert events[0] == ("compile", 0, "ok", f"core, {module.size} bytes, spec errnos")
+    assert ("instantiate", first.id, "ok", "runaway, spec errnos") in events
+    assert ("instantiate", second.id, "ok", "runaway, spec errnos") in events
+    assert ("run", first.id, "ok", "add") in events and ("run", first.id, "trap", "boom") in events
+    assert ("trap", first.id, "trap", "guest trapped: wasm `unreachable` instruction executed") in events
+    assert ("stopped", stopped.id, "stopped", "deadline of 0.1 s exceeded") in events
+    assert events.count(("close", first.id, "ok", None)) == 1
+    assert ("run", exits.id, "exit", "_start") in events and ("exit", exits.id, "exit 2", "code 2") in events
+    compile_record = next(r for r in timeline.records() if r.call == "compile")
+    assert compile_record.duration_ns > 0
+    with pytest.raises(GuestError):
+        session.compile("(module (func (result i32)))", name="bad")
+    assert timeline.records()[-1].call == "compile" and timeline.records()[-1].outcome == "error"
+
+
+def test_a_session_closes_its_guests_and_its_host() -> None:
+    from wasinn_jupyter.host import WasinnError
+
+    with Session(Host()) as session:
+        session.host.register("echo", "echo")
+        guest = session.instantiate(session.compile(RUNAWAY))
+        guest.client.load_by_name("echo")
+        assert len(guest.client.graphs) == 1
+        ticker_before = session._ticker
+    assert session.closed and session.host.closed and session.host.graphs() == {}
+    assert len(guest.client.graphs) == 0  # the guest's handles are freed
+    assert ticker_before is None or not ticker_before.is_alive() or ticker_before.join(1) is None
+    with pytest.raises(GuestError, match="closed"):
+        session.instantiate(session.compile(RUNAWAY))
+    session.close()  # idempotent
+    assert issubclass(GuestError, WasinnError)
+
+
+def test_guest_memory_and_the_last_failed_call(session: Session) -> None:
+    from wasinn_jupyter.host import WasiNNError
+
+    guest = session.instantiate(session.compile(NN_GUEST))
+    memory = guest.memory()
+    assert memory.size == 65536 and memory.read_bytes(0, 4, "test") == bytes(4)
+    assert guest.failed_last_call() is None
+    with pytest.raises(WasiNNError):
+        guest.client.load_by_name("nope")
+    assert guest.failed_last_call() == "load_by_name: no graph named 'nope' (registered: echo)"
+    guest.client.load_by_name("echo")
+    assert guest.failed_last_call() is None  # it recovered: the failure is not the last call
+    with pytest.raises(GuestError, match="exports no memory"):
+        session.instantiate(session.compile('(module (func (export "f")))')).memory()

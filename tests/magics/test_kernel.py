@@ -165,3 +165,23 @@ def test_nbclient_interrupts_a_runaway_cell_and_the_notebook_goes_on(
     outputs = nb.cells[3].outputs
     assert outputs[0].text == "still here\n"
     assert "spin" in outputs[1].data["text/plain"]
+
+
+def test_a_bad_magic_argument_fails_the_cell_and_run_all_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a UsageError note on stderr: the cell's error output, so nbconvert and Run All stop at it."""
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setenv("WASINN_CACHE_DIR", str(tmp_path / "cache"))
+    cells = [
+        nbformat.v4.new_code_cell("%load_ext wasinn_jupyter"),
+        nbformat.v4.new_code_cell("%wasinn load e echo --bogus"),
+        nbformat.v4.new_code_cell("print('ran on')"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    client = NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    (error,) = [o for o in nb.cells[1].outputs if o.output_type == "error"]
+    assert error.ename == "CellError" and "%wasinn load: unrecognized arguments: --bogus" in error.evalue
+    assert not any(o.output_type == "stream" and o.name == "stderr" for o in nb.cells[1].outputs)
+    assert nb.cells[2].outputs == []  # never ran

@@ -575,3 +575,115 @@ def test_guest_models_and_the_budget_are_settings(run: Run, ip: Any, caplog: pyt
     run("%config WasinnMagics.guest_models = 'sometimes'")  # %config logs the TraitError
     assert "guest_models must be one of sandbox, in-process, off" in caplog.text
     assert magics(ip).guest_models == "off"
+
+
+# -- what a new user hit (issue 9, item 9) -----------------------------------------------------------------------
+
+
+def test_a_comment_on_a_magic_line_is_a_comment(run: Run, ip: Any) -> None:
+    assert run("%wasinn load e echo  # the built-in echo model").ok
+    ip.user_ns["np"] = np
+    cell = run("%%wasinn compute e -o out  # the cell is an expression\nnp.ones(2)")
+    assert cell.ok and ip.user_ns["out"].tolist() == [1.0, 1.0]
+    assert run("%wasinn info e # '#' starts a comment only at a word's start").ok
+
+
+def test_a_wat_that_does_not_validate_keeps_its_cause(run: Run) -> None:
+    cell = run("%%wasinn guest bad\n(module (func (result i32)))")
+    assert_short_error(cell, "guest 'bad': the module does not compile:", "type mismatch", "at offset")
+    assert "WebAssembly translation error" not in cell.out + cell.err
+
+
+def test_an_exception_in_a_compute_cell_shows_no_magics_frames(run: Run, ip: Any) -> None:
+    run("%wasinn load echo echo")
+    cell = run("%%wasinn compute echo\nnothing_here + 1")
+    assert_short_error(cell, "the cell's inputs could not be evaluated: NameError: name 'nothing_here' is not defined")
+    assert "core.py" not in cell.out + cell.err and "interactiveshell" not in cell.out + cell.err
+
+    def inner() -> None:
+        raise ValueError("bad input")
+
+    ip.user_ns["inner"] = inner
+    cell = run("%%wasinn compute echo\ninner()")
+    shown = cell.out + cell.err
+    assert isinstance(cell.error, CellError) and "ValueError: bad input" in shown
+    assert "in inner" in shown and "core.py" not in shown and "interactiveshell" not in shown
+
+
+def test_a_model_error_leads_with_its_message(run: Run, ip: Any) -> None:
+    ip.user_ns["torch"] = torch
+    ip.user_ns["scripted"] = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU()))
+    run("%wasinn load scripted scripted")
+    cell = run("%%wasinn compute scripted\ntorch.ones(2, 2)")
+    assert isinstance(cell.error, CellError)
+    (shown,) = (cell.out + cell.err).strip().splitlines()  # one line: the message first, then where in the model
+    assert "errno 5 (runtime_error): RuntimeError: mat1 and mat2 shapes cannot be multiplied" in shown
+    assert "TorchScript" not in shown and "Traceback" not in shown
+
+
+def test_info_shows_the_outputs_a_compute_gave(run: Run, ip: Any) -> None:
+    ip.user_ns["torch"] = torch
+    ip.user_ns["net"] = torch.nn.Linear(4, 3)
+    run("%wasinn load net net")
+    assert "known after a compute" in run("%wasinn info net").out
+    assert run("%%wasinn compute net\ntorch.ones(2, 4)").ok
+    out = run("%wasinn info net").out
+    assert "known after a compute" not in out and "output0: f32 [2, 3] (as the last compute gave them)" in out
+    run("%wasinn load net net")  # a new graph under the name: nothing seen yet
+    assert "known after a compute" in run("%wasinn info net").out
+
+
+def test_a_trap_shows_one_backtrace_with_demangled_names(run: Run) -> None:
+    run(
+        "%%wasinn guest rusty\n(module (func $_ZN5guest5inner17h0123456789abcdefE (unreachable))"
+        ' (func (export "_start") (call $_ZN5guest5inner17h0123456789abcdefE)))'
+    )
+    cell = run("%wasinn run rusty")
+    trapped = "guest 'rusty' trapped: wasm `unreachable` instruction executed"
+    assert_short_error(cell, trapped, "at guest!guest::inner @")
+    assert (cell.out + cell.err).count("backtrace") == 1 and "h0123456789abcdef" not in cell.out + cell.err
+
+
+def test_an_exit_after_a_failed_call_shows_the_hosts_message(run: Run) -> None:
+    run("%wasinn load echo echo")
+    run(
+        "%%wasinn guest miss\n(module\n"
+        '  (import "wasi_ephemeral_nn" "load_by_name" (func $lbn (param i32 i32 i32) (result i32)))\n'
+        '  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))\n'
+        '  (memory (export "memory") 1) (data (i32.const 0) "resnet")\n'
+        '  (func (export "_start") (call $exit (call $lbn (i32.const 0) (i32.const 6) (i32.const 16)))))'
+    )
+    assert_short_error(
+        run("%wasinn run miss"),
+        "guest 'miss' exited with code 8",
+        "its last wasi-nn call failed: load_by_name: no graph named 'resnet' (registered: echo)",
+    )
+
+
+def test_the_workbench_outlives_a_reset(run: Run, ip: Any) -> None:
+    bench = workbench()
+    sessions: list[Any] = []
+    records: list[Any] = []
+    unsubscribe = [bench.on_session_replaced(sessions.append), bench.on_record(records.append)]
+    try:
+        ip.user_ns["np"] = np
+        run("%wasinn load echo echo")
+        first = bench.session
+        assert sessions == [first] and first is not None
+        for _ in range(2):
+            assert run("%%wasinn compute echo\nnp.ones(2)").ok
+        drivers = {r.guest_id for r in records if r.guest == "driver" and r.call == "instantiate"}
+        assert len(drivers) == 2  # two driver instances, told apart
+        kinds = {r.call for r in records if r.kind == "lifecycle"}
+        assert {"compile", "instantiate", "run", "close"} <= kinds
+        run("%wasinn reset")
+        assert sessions[-1] is None and bench.session is None and first.closed
+        records.clear()
+        run("%wasinn load echo echo")
+        assert run("%%wasinn compute echo\nnp.ones(2)").ok
+        assert bench.session is not None and bench.session is not first and sessions[-1] is bench.session
+        assert any(r.call == "compute" for r in records)  # subscribed once, fed by the new session
+        assert magics(ip)._session is bench.session
+    finally:
+        for stop in unsubscribe:
+            stop()

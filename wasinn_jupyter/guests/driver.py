@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..host import Tensor
-from ..host.abi.convention import (
+from ..host.abi import (
     ALLOC,
     COMPUTE,
     FROM_GRAPH,
