@@ -502,3 +502,12 @@ def test_guest_memory_and_the_last_failed_call(session: Session) -> None:
     assert guest.failed_last_call() is None  # it recovered: the failure is not the last call
     with pytest.raises(GuestError, match="exports no memory"):
         session.instantiate(session.compile('(module (func (export "f")))')).memory()
+
+
+def test_call_u32_converts_both_ways(session: Session) -> None:
+    guest = session.instantiate(session.compile(RUNAWAY))
+    assert guest.call("add", -1, 0) == -1  # call takes and gives what wasmtime does: i32
+    assert guest.call_u32("add", 0xFFFFFFFF, 0) == 0xFFFFFFFF  # call_u32: u32 in, u32 out
+    assert guest.call_u32("add", 0x80000000, 0x80000000) == 0  # wraps as the guest's i32.add does
+    with pytest.raises(ValueError, match="not a u32"):
+        guest.call_u32("add", -1, 0)

@@ -387,6 +387,15 @@ class Guest:
 
         return self._guarded(enter, watch=watch, export=name)
 
+    def call_u32(self, name: str, *args: int, watch: bool | None = None) -> int:
+        """Call an export whose i32 parameters and result mean u32 (pointers, sizes, handles, errnos).
+
+        Arguments from 0 to 2**32 - 1 go in as the i32 wasmtime takes, the result comes out as u32: the one place
+        calls into a guest convert, as ``rawfunc`` is for calls out of it.
+        """
+        result = self.call(name, *(_as_i32(a) for a in args), watch=watch)
+        return int(result) & 0xFFFFFFFF
+
     def run(self, watch: bool | None = None) -> int:
         """Run a command guest's ``_start``; its exit code (0 when it returns)."""
         try:
@@ -543,6 +552,13 @@ class Guest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_i32(value: int) -> int:
+    """A u32 as the signed i32 wasmtime takes (ValueError outside 0 to 2**32 - 1)."""
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{value} is not a u32")
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _outcome(exc: BaseException) -> str:

@@ -235,7 +235,7 @@ def compute(guest: Guest, graph: str, inputs: Sequence[Tensor], *, watch: bool |
     if arena.size >= 1 << 32:
         raise ComputeError(f"the inputs need {arena.size} bytes, more than a 32-bit guest can address")
 
-    base = guest.call(ALLOC, _i32(arena.size), watch=watch) & 0xFFFFFFFF
+    base = guest.call_u32(ALLOC, arena.size, watch=watch)
     if base == 0:
         raise ComputeError(
             f"guest {guest.label!r} could not allocate {arena.size} bytes for the inputs ({ALLOC} gave 0)"
@@ -246,16 +246,9 @@ def compute(guest: Guest, graph: str, inputs: Sequence[Tensor], *, watch: bool |
 
     client = guest.client
     client.last_error = None  # so an errno below shows this compute's host error, not an earlier one
-    errno = guest.call(
-        COMPUTE,
-        _i32(base + arena.name_at),
-        len(name),
-        _i32(base + arena.structs_at),
-        len(inputs),
-        _i32(base),
-        watch=watch,
-    )
-    errno &= 0xFFFFFFFF
+    # write_arena checked that the whole arena lies in the guest's memory, so every pointer below is a u32
+    args = (base + arena.name_at, len(name), base + arena.structs_at, len(inputs), base)
+    errno = guest.call_u32(COMPUTE, *args, watch=watch)
     if errno:
         label = WITX_ERRNO_NAMES.get(errno, "unknown errno")
         detail = client.last_error or "the guest gave no host error (it chose this errno itself)"
@@ -273,8 +266,3 @@ def _checked() -> Iterator[None]:
     except WasiNNError as exc:
         raise ComputeError(exc.message) from None
 
-
-def _i32(value: int) -> int:
-    """A u32 as the signed i32 wasmtime takes."""
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
