@@ -88,7 +88,10 @@ def _guest_parser() -> None:
 
 
 @magic_arguments.magic_arguments(name="wasinn run")
-@argument("--dir", action="append", default=[], metavar="HOST[::GUEST]", help="preopen a directory (repeatable)")
+@argument(
+    "--dir", action="append", default=[], metavar="HOST[::GUEST]",
+    help="preopen a directory: HOST::GUEST, WasmEdge's GUEST:HOST, or DIR as itself (repeatable)",
+)  # fmt: skip
 @argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
 @argument("name", help="a command guest (one with _start) from %%%%wasinn guest")
 @argument("args", nargs=argparse.REMAINDER, help="arguments for the guest (argv[1:])")
