@@ -511,3 +511,9 @@ def test_call_u32_converts_both_ways(session: Session) -> None:
     assert guest.call_u32("add", 0x80000000, 0x80000000) == 0  # wraps as the guest's i32.add does
     with pytest.raises(ValueError, match="not a u32"):
         guest.call_u32("add", -1, 0)
+
+
+def test_wat_that_does_not_parse_says_where(session: Session) -> None:
+    with pytest.raises(GuestError) as err:
+        session.compile("(module\n  (func (i32.nonsense)))")
+    assert err.value.message == "the module does not compile: unknown operator or unexpected token (line 2, column 10)"

@@ -664,6 +664,7 @@ def _weak_call(method: Callable[[], str | None]) -> Callable[[], str | None]:
 
 _GENERIC_HEADS = ("error while executing at wasm backtrace", "failed to compile")
 _FUNCTION = re.compile(r"function\[(\d+)\]")
+_WAT_POSITION = re.compile(r"-->\s*\S*?:(\d+):(\d+)")
 
 
 def one_line(text: str) -> str:
@@ -671,11 +672,15 @@ def one_line(text: str) -> str:
 
     ``failed to compile: wasm[0]::function[0] / Caused by: 0: WebAssembly translation error / 1: Invalid input
     WebAssembly code at offset 24: type mismatch ...`` becomes ``Invalid input WebAssembly code at offset 24: type
-    mismatch ... (function 0)``; a trap's backtrace and ``wasm trap:`` prefix go (the frames are kept apart).
+    mismatch ... (function 0)``; a trap's backtrace and ``wasm trap:`` prefix go (the frames are kept apart); WAT
+    that does not parse says its line and column instead of drawing a caret.
     """
     head, sep, causes = text.partition("Caused by:")
+    where = _WAT_POSITION.search(head)
     head = head.strip().splitlines()[0].strip() if head.strip() else ""
     if not sep:
+        if where:  # WAT text that does not parse: wasmtime points at it with a caret; say where in words
+            return f"{head} (line {where.group(1)}, column {where.group(2)})"
         return head or text.strip()
     lines = [re.sub(r"^\d+:\s*", "", line.strip()) for line in causes.strip().splitlines() if line.strip()]
     cause = (lines[-1] if lines else head).removeprefix("wasm trap: ")
