@@ -1,9 +1,11 @@
 """The wasi-nn host, without Jupyter: run guests with wasmtime against PyTorch-backed graphs.
 
-from wasinn_jupyter.host import Session
-session = Session()
-session.host.register("echo", "echo")
-session.run("guest.wasm")
+    from pathlib import Path
+    from wasinn_jupyter.host import Session
+
+    with Session() as session:
+        session.host.register("echo", "echo")
+        exit_code = session.run(Path("guest.wasm"))
 
 Names are imported on first use (PEP 562), so that importing one submodule (the sandbox worker imports only the
 torch backend) does not load wasmtime and everything else.

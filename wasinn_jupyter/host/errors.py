@@ -10,9 +10,11 @@ Every exception this package raises on purpose derives from :class:`WasinnError`
      ├── GuestError                   (session.py) a guest did not compile or instantiate, or trapped
      │    ├── GuestTrap               it trapped (unreachable, out of bounds, stack overflow...)
      │    ├── GuestExit               it called proc_exit: a command guest's normal end
-     │    └── GuestStopped            the host stopped it: interrupted, deadline, fuel
+     │    ├── GuestStopped            the host stopped it: interrupted, deadline, fuel
+     │    └── ComputeError            (abi/convention.py) a guest's wasinn_compute answered an errno
      ├── CompileError                 (guests/compile.py) a guest's source did not compile
-     └── the magics' user-facing error (magics/) a cell's request could not be done: shown in one line
+     │    └── ToolchainMissing        its compiler is not installed (the message says how to install it)
+     └── CellError                    (magics/) a cell's request could not be done: shown in one line
 
 :func:`witx_errno` and :func:`wit_code` turn a WasiNNError into what a guest of each ABI receives; nothing else
 crosses the wasm boundary.

@@ -8,6 +8,7 @@ is recorded on the timeline, failures included.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -30,6 +31,7 @@ from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+_client_ids = itertools.count(1)  # unique in the process: a front-end's record stream outlives any one Host
 
 
 def check_model_size(nbytes: int, limit: int) -> None:
@@ -54,7 +56,6 @@ class Host:
         )
         self.timeline = timeline or Timeline()
         self.last_error: str | None = None
-        self._clients = 0
         self._open: weakref.WeakSet[Client] = weakref.WeakSet()  # what close() must close
         self._closed = False
         self._lock = threading.Lock()
@@ -87,8 +88,7 @@ class Host:
         with self._lock:
             if self._closed:
                 raise WasinnError("this Host is closed")
-            self._clients += 1
-            number = self._clients
+            number = next(_client_ids)
             client = Client(self, label or f"guest{number}", number)
             self._open.add(client)
         return client
@@ -137,7 +137,7 @@ class Client:
     def __init__(self, host: Host, label: str, id: int = 0) -> None:
         self.host = host
         self.label = label
-        self.id = id  # unique within its host: labels repeat ("driver"), instances do not
+        self.id = id  # unique in the process: labels repeat ("driver"), instances do not
         self.graphs: HandleTable[Graph] = HandleTable("graph", host.limits.max_graphs)
         self.contexts: HandleTable[ExecutionContext] = HandleTable("execution context", host.limits.max_contexts)
         self.budget = ByteBudget(host.limits.max_guest_bytes)
@@ -187,6 +187,10 @@ class Client:
         if self._depth:
             return fn(*args)
         return self.call(call, self.graph_name(ctx), fn, *args, nbytes=nbytes)
+
+    def clear_last_error(self) -> None:
+        """Forget the last error, so that the next failure's message is not confused with an earlier one."""
+        self.last_error = None
 
     def graph_name(self, ctx: int) -> str | None:
         """The name of ``ctx``'s graph, for the timeline; it also notes the graph's device for the record."""

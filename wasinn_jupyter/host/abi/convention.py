@@ -245,7 +245,7 @@ def compute(guest: Guest, graph: str, inputs: Sequence[Tensor], *, watch: bool |
         write_arena(memory, base, arena, name, inputs)
 
     client = guest.client
-    client.last_error = None  # so an errno below shows this compute's host error, not an earlier one
+    client.clear_last_error()  # so an errno below shows this compute's host error, not an earlier one
     # write_arena checked that the whole arena lies in the guest's memory, so every pointer below is a u32
     args = (base + arena.name_at, len(name), base + arena.structs_at, len(inputs), base)
     errno = guest.call_u32(COMPUTE, *args, watch=watch)
@@ -265,4 +265,3 @@ def _checked() -> Iterator[None]:
         yield
     except WasiNNError as exc:
         raise ComputeError(exc.message) from None
-

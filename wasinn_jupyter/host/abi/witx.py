@@ -5,9 +5,8 @@ operations, writes results back and turns every failure into an errno. Arguments
 never touches torch and never lets an exception reach
 wasmtime (an exception there would tear the guest down, and some wasmtime paths abort the process).
 
-Layouts (wasi-nn-abi.md): a tensor is 20 bytes ``{u32 dims_ptr, u32 dims_len, u8 type, 3 bytes padding,
-u32 data_ptr, u32 data_len}`` and only the type byte is read, since older guests leave garbage in the padding; a
-graph builder array is ``{u32 ptr, u32 len}`` pairs.
+Layouts (wasi-nn-abi.md): the 20-byte tensor struct is read in ``layout.py``, shared with the compute convention;
+a graph builder array is ``{u32 ptr, u32 len}`` pairs.
 """
 
 from __future__ import annotations
@@ -22,16 +21,15 @@ from wasmtime import Linker
 from ..encodings import Encoding, Target
 from ..errors import SUCCESS, Dialect, ErrorCode, WasiNNError, fail, witx_errno
 from ..host import Client
-from ..tensors import MAX_RANK, check_type_code
+from ..tensors import check_type_code
+from .layout import read_dims, read_tensor
 from .memory import GuestMemory
 from .rawfunc import define_u32_func
 
 log = logging.getLogger(__name__)
 
 MODULE = "wasi_ephemeral_nn"
-TENSOR = struct.Struct("<IIB3xII")
 BUILDER = struct.Struct("<II")
-DIMS = [struct.Struct(f"<{n}I") for n in range(MAX_RANK + 1)]
 MAX_BUILDERS = 64
 MAX_NAME = 4096
 
@@ -150,12 +148,11 @@ class WitxBinding:
     def set_input(self, ctx: int, index: int, tensor_ptr: int) -> None:
         m = self.memory
         self.client.check_context(ctx)  # a bad handle is reported before a bad tensor
-        dims_ptr, dims_len, type_code, data_ptr, data_len = m.unpack(TENSOR, tensor_ptr, "set_input: tensor")
-        ttype = check_type_code(type_code)
-        if dims_len > MAX_RANK:
-            fail(ErrorCode.INVALID_ARGUMENT, f"set_input: rank {dims_len} is over the maximum of {MAX_RANK}")
-        dims = m.unpack(DIMS[dims_len], dims_ptr, "set_input: tensor dims") if dims_len else ()
-        self.client.set_input_bytes(ctx, index, dims, ttype, m.span(data_ptr, data_len, "set_input: tensor data"))
+        tensor = read_tensor(m, tensor_ptr, "set_input: tensor")
+        ttype = check_type_code(tensor.type_code)
+        dims = read_dims(m, tensor, "set_input")
+        data = m.span(tensor.data_ptr, tensor.data_len, "set_input: tensor data")
+        self.client.set_input_bytes(ctx, index, dims, ttype, data)
 
     def compute(self, ctx: int) -> None:
         self.client.compute(ctx)

@@ -65,7 +65,6 @@ class Graph(ABC):
         """Where its inputs should be copied out of a guest (its device; host memory for a graph elsewhere)."""
         return self.device
 
-
     def supports(self, ability: str) -> bool:
         return ability in self.abilities
 

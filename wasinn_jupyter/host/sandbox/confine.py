@@ -206,8 +206,10 @@ def _landlock(confinement: Confinement) -> None:
             raise ConfineError(ctypes.get_errno(), "landlock_restrict_self failed")
     finally:
         os.close(ruleset)
-    confinement.landlock = f"ABI {abi}: no filesystem rights" + (", no TCP" if net else "") + (
-        ", signals and abstract sockets scoped" if scoped else ""
+    confinement.landlock = (
+        f"ABI {abi}: no filesystem rights"
+        + (", no TCP" if net else "")
+        + (", signals and abstract sockets scoped" if scoped else "")
     )
 
 
