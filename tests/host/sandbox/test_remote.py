@@ -208,3 +208,23 @@ def test_shared_memory_cannot_change_size_once_made() -> None:
         assert os.fstat(fd).st_size == 4096
     finally:
         os.close(fd)
+
+
+def test_a_workers_memory_allowance_is_what_the_guest_has_left() -> None:
+    class Take(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            taken = torch.ones(int(x.sum().item()) // 4)  # float32: the input's number of bytes
+            return taken.sum().reshape(1)
+
+    with Host(limits=Limits(max_guest_bytes=256 << 20)).client() as client:
+        graph = client.load([archive(Take())], "pytorch", "cpu")
+        ctx = client.init_execution_context(graph)
+        client.set_input(ctx, 0, Tensor.from_value(np.array([96 << 20], np.float32)))
+        client.compute(ctx)  # 96 MiB in the worker: within 256 MiB
+        other = client.init_execution_context(graph)
+        client.set_input(other, 0, Tensor.from_value(np.zeros(160 << 20, np.uint8)))  # the host now holds 160 MiB
+        with pytest.raises(WasiNNError) as err:
+            client.compute(ctx)  # the same 96 MiB no longer fits in what is left
+        assert err.value.code is ErrorCode.TOO_LARGE
+        client.finalize_execution_context(other)
+        client.compute(ctx)  # room again

@@ -273,14 +273,15 @@ def seccomp_program(machine: str, pid: int, ioctl: bool = False) -> bytes:
         _when(table["fcntl"], _one_of(_arg(1), FCNTL_ALLOWED)),
         # prctl: thread names only (no PDEATHSIG reset, no dumpable, no seccomp changes)
         _when(table["prctl"], _one_of(_arg(0), (PR_SET_NAME, PR_GET_NAME))),
-        # prlimit64: reading limits (new == NULL), never setting them
+        # prlimit64: its own limits only (pid 0). Without capabilities it can lower them, or raise a soft limit to
+        # its hard one, never past: the host asks it to lower RLIMIT_DATA to what the guest has left
         _when(
             table["prlimit64"],
             [
-                _bpf(_LD_W_ABS, 0, 0, _arg(2)),
+                _bpf(_LD_W_ABS, 0, 0, _arg(0)),
                 _bpf(_JEQ, 1, 0, 0),
                 deny,
-                _bpf(_LD_W_ABS, 0, 0, _arg(2, high=True)),
+                _bpf(_LD_W_ABS, 0, 0, _arg(0, high=True)),
                 _bpf(_JEQ, 1, 0, 0),
                 deny,
                 allow,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import select
 import signal
 import socket
@@ -267,8 +266,7 @@ class SandboxProcess:
             deadline = time.monotonic() + timeout_s if timeout_s is not None else None
             self._limit_s = timeout_s
             self._next_id += 1
-            message = {**message, "id": self._next_id}
-            self._allow()
+            message = {**message, "id": self._next_id, "allow": self._allowance()}
             self._send(message, fds, deadline, what)
             reply = self._await(None if deadline is None else max(0.0, deadline - time.monotonic()), what)
             if reply.get("id") != self._next_id:
@@ -277,13 +275,15 @@ class SandboxProcess:
             self._charge(what)
         return protocol.raise_for(reply)
 
-    def _allow(self) -> None:
-        """Lower the worker's RLIMIT_DATA to what the guest's budget has left for it (it cannot raise it)."""
+    def _allowance(self) -> int:
+        """The data segment the worker may reach now: what it had at the start plus what the guest has left.
+
+        The worker sets its soft RLIMIT_DATA to this before it serves the request. A hostile one may ignore it,
+        up to its hard limit (its start plus the whole budget), but the host measures it after every request and
+        kills it past the budget: the allowance is what turns a big allocation into too_large instead.
+        """
         left = self.budget.limit - self.budget.used + self.charged
-        try:
-            resource.prlimit(self.pid, resource.RLIMIT_DATA, (self._base + max(0, min(left, self._hard)), -1))
-        except (OSError, ValueError) as exc:  # -1: keep the hard limit the worker set
-            log.debug("sandbox: RLIMIT_DATA of worker %s not lowered: %s", self.pid, exc)
+        return self._base + max(0, min(left, self._hard))
 
     def _send(self, message: dict[str, Any], fds: Sequence[int], deadline: float | None, what: str) -> None:
         while True:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import encodings.cp437  # noqa: F401 - zipfile decodes legacy entry names with it, lazily: a confined worker cannot
 import io
 import os
+import resource
 import signal
 import socket
 import sys
@@ -88,6 +89,10 @@ class Worker:
                                           "id": message.get("id")})  # fmt: skip
 
     def handle(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        allow = message.get("allow")
+        if type(allow) is int:  # what the guest's budget has left for this worker's memory
+            _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+            resource.setrlimit(resource.RLIMIT_DATA, (min(allow, hard), hard))
         op = message.get("op")
         if op == "load":
             return self.load(message, fds)
