@@ -99,3 +99,28 @@ def test_the_copy_of_load_bytes_is_charged_before_it_is_made() -> None:
             client.load([model], "pytorch", "cpu")
         assert err.value.code is ErrorCode.TOO_LARGE
         assert client.budget.used == 0 and not client._sandboxes  # refused before a worker was started
+
+
+def test_an_in_process_graph_is_charged_for_what_its_weights_hold_not_its_archive() -> None:
+    class Big(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("w", torch.zeros(8 << 20))  # 32 MiB of zeros: deflates to ~32 KiB
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.w[:1]
+
+    raw = archive(Big())
+    packed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    small = packed.getvalue()
+    with Host(limits=Limits(max_guest_bytes=80 << 20, guest_models="in-process")).client() as client:
+        client.load([small], "pytorch", "cpu")
+        assert client.budget.used >= 32 << 20
+        client.load([small], "pytorch", "cpu")
+        with pytest.raises(WasiNNError) as err:
+            client.load([small], "pytorch", "cpu")  # a third 32 MiB: over 80 MiB
+        assert err.value.code is ErrorCode.TOO_LARGE
+    assert client.budget.used == 0

@@ -481,7 +481,11 @@ def test_a_session_closes_its_guests_and_its_host() -> None:
         ticker_before = session._ticker
     assert session.closed and session.host.closed and session.host.graphs() == {}
     assert len(guest.client.graphs) == 0  # the guest's handles are freed
-    assert ticker_before is None or not ticker_before.is_alive() or ticker_before.join(1) is None
+    if ticker_before is not None:
+        ticker_before.join(2)
+        assert not ticker_before.is_alive()  # closing the session ended its epoch ticker
+    with pytest.raises(GuestError, match="closed"):
+        guest.call("spin", watch=False)  # a closed session's guest could no longer be stopped: refused
     with pytest.raises(GuestError, match="closed"):
         session.instantiate(session.compile(RUNAWAY))
     session.close()  # idempotent

@@ -11,6 +11,7 @@ instead of taking the host's memory.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -124,6 +125,7 @@ class ByteBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self._lock = threading.Lock()  # a sandbox worker killed from another thread refunds its share
 
     def check(self, delta: int) -> None:
         if self.used + delta > self.limit:
@@ -134,5 +136,6 @@ class ByteBudget:
             )
 
     def charge(self, delta: int) -> None:
-        self.check(delta)
-        self.used += delta
+        with self._lock:
+            self.check(delta)
+            self.used += delta

@@ -72,6 +72,8 @@ class Host:
         target: str | Target = Target.CPU,
     ) -> GraphInfo:
         """Name a graph for ``load_by_name``: ``"echo"``, a .pt/.pt2 file or directory, or a torch object."""
+        if self._closed:
+            raise WasinnError("this Host is closed")
         enc = encoding if isinstance(encoding, Encoding) else Encoding.parse(encoding)
         tgt = target if isinstance(target, Target) else Target.parse(target)
         return _info(self.registry.register(name, source, enc, tgt))
@@ -150,6 +152,7 @@ class Client:
         self.sandbox_crashes = 0  # workers of this guest that its models crashed
         self._graph_bytes: dict[int, int] = {}  # handle -> bytes charged for a graph loaded in-process
         self._depth = 0  # 1 inside a recorded call: the operations it makes are not recorded again
+        self._closed = False
         self._device: str | None = None  # the device of the graph the current call is about, for its record
 
     def call(self, call: str, graph: str | None, fn: Callable[..., R], *args: Any, nbytes: int = 0) -> R:
@@ -160,6 +163,8 @@ class Client:
         """
         if self._depth:
             return fn(*args)
+        if self._closed:
+            fail(ErrorCode.RUNTIME_ERROR, f"{call}: this guest's wasi-nn is closed (its guest or host was closed)")
         start = time.perf_counter_ns()
         self._depth = 1
         try:
@@ -297,6 +302,15 @@ class Client:
         if mode == "sandbox":
             self.budget.charge(-size)  # the worker holds the graph now, and charges what it grows by
             size = 0
+        else:  # in-process: what its weights hold, which an archive may deflate to a fraction of
+            held = max(size, graph.held_bytes())
+            try:
+                self.budget.charge(held - size)
+            except WasiNNError:
+                self.budget.charge(-size)
+                graph.free()
+                raise
+            size = held
         try:
             handle = self.graphs.insert(graph)
         except WasiNNError:
@@ -366,7 +380,8 @@ class Client:
         return list(entry.outputs), entry.output_names
 
     def close(self) -> None:
-        """Free every handle this guest still holds, and end its sandbox workers."""
+        """Free every handle this guest still holds, and end its sandbox workers. No operation works after."""
+        self._closed = True
         for ctx in self.contexts.clear():
             ctx.close()
         self.graphs.clear()

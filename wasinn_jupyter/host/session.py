@@ -463,6 +463,8 @@ class Guest:
                 f"guest {self.label!r} was abandoned while blocked in a host call after an interrupt; "
                 "instantiate its module again"
             )
+        if self._closed or self.session.closed:  # a closed session's ticker is gone: nothing could stop the guest
+            raise GuestError(f"guest {self.label!r} is closed (or its session is); instantiate its module again")
         if not self._busy.acquire(blocking=False):
             raise GuestError(
                 f"guest {self.label!r} is already running a call on another thread; a guest runs one call at a "
@@ -589,8 +591,10 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             box["error"] = exc
         finally:
-            done.set()
-            if guest._abandoned:
+            with _ABANDON_LOCK:  # against the waiting thread deciding to abandon it at this very moment
+                done.set()
+                abandoned = guest._abandoned
+            if abandoned:
                 guest.client.close()
 
     try:
@@ -604,13 +608,15 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
             if done.is_set():
                 break
             done.wait(0.05)
-            if interrupted_at is not None and not done.is_set():
-                if time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
+            if interrupted_at is not None and time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
+                with _ABANDON_LOCK:
+                    if done.is_set():
+                        continue
                     guest._abandoned = True
                     _ABANDONED.add(worker)
-                    reason = "interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned"
-                    guest._event("stopped", outcome="stopped", detail=reason)
-                    raise GuestStopped(reason)
+                reason = "interrupted (KeyboardInterrupt); the guest was blocked in a host call and is abandoned"
+                guest._event("stopped", outcome="stopped", detail=reason)
+                raise GuestStopped(reason)
         except KeyboardInterrupt:
             interrupted_at = interrupted_at or time.monotonic()
             guest.interrupt("interrupted (KeyboardInterrupt)")
@@ -622,6 +628,7 @@ def _watched(fn: Callable[[], Any], guest: Guest) -> Any:
 
 
 _ABANDONED: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # workers left inside a host call
+_ABANDON_LOCK = threading.Lock()  # abandoning a worker and its finishing are one or the other, never both
 _STACK_LOCK = threading.Lock()
 
 

@@ -136,7 +136,10 @@ class WitxBinding:
         name = self._name(name_ptr, name_len, "load_by_name_with_config")
         if config_len > 1 << 20:
             fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config over 1 MiB")
-        config = m.read_bytes(config_ptr, config_len, "load_by_name_with_config: config").decode("utf-8", "replace")
+        try:
+            config = m.read_bytes(config_ptr, config_len, "load_by_name_with_config: config").decode("utf-8")
+        except UnicodeDecodeError:
+            fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: the config is not UTF-8")
         handle = self.client.load_by_name(name, config)
         m.write_u32(out_graph, handle, "load_by_name_with_config: graph out-pointer")
 

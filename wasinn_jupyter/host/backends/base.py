@@ -68,6 +68,10 @@ class Graph(ABC):
     def supports(self, ability: str) -> bool:
         return ability in self.abilities
 
+    def held_bytes(self) -> int:
+        """Bytes its weights hold in host memory, where known (what a guest that loaded it is charged)."""
+        return 0
+
     def configure(self, config: dict[str, Any]) -> Graph:
         """The graph a guest gets from ``load_by_name_with_config``: WasmEdge's JSON object reaches the backend.
 
@@ -185,6 +189,7 @@ class ExecutionContext:
         if not self._busy.acquire(blocking=False):
             fail(ErrorCode.BUSY, "this execution context is already computing")
         try:
+            self._drop_outputs()  # first: the new outputs may need the room the old ones held
             result = self.graph.run([self.inputs[i] for i in range(count)])
         except WasiNNError:
             raise
@@ -192,7 +197,6 @@ class ExecutionContext:
             raise WasiNNError(ErrorCode.RUNTIME_ERROR, model_error(exc)) from exc
         finally:
             self._busy.release()
-        self._drop_outputs()
         outputs = list(result.values()) if isinstance(result, dict) else list(result)
         nbytes = sum(t.nbytes for t in outputs)
         self.budget.charge(nbytes)  # too_large: the outputs are dropped with ``result``

@@ -315,6 +315,10 @@ class TorchGraph(Graph):
             return [_as_tensor(v, f"output {i}") for i, v in enumerate(result)]
         return [_as_tensor(result, "output")]
 
+    def held_bytes(self) -> int:
+        tensors = [*self.module.parameters(), *self.module.buffers()] if hasattr(self.module, "parameters") else []
+        return sum(int(t.numel()) * t.element_size() for t in tensors)
+
     def weights(self) -> tuple[int, list[str]]:
         """The number of parameters and their dtypes (an export program's module holds them as a module does)."""
         if self._weights is None:

@@ -332,7 +332,8 @@ class SandboxProcess:
 
     def _gone(self, what: str) -> NoReturn:
         """The worker closed its socket, or was killed: say how, free what it cost, fail the call."""
-        if self.dead is not None and self._signalled:
+        if self.dead is not None and self._signalled:  # killed from another thread: this one, holding the lock, closes
+            self._close()
             fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker {self.dead}")
         status = self.exit_status()
         reason = _describe_exit(status)
@@ -341,6 +342,7 @@ class SandboxProcess:
             self.zygote.crashed()
         detail = f": {self.zygote.stderr_tail()}" if what == "starting" else ""
         self.kill(f"{reason} while {what}")
+        self._close()
         fail(ErrorCode.RUNTIME_ERROR, f"sandbox: the worker {reason} while {what}{detail}")
 
     def exit_status(self, wait_s: float = 2.0) -> int | None:
@@ -368,6 +370,9 @@ class SandboxProcess:
                 f"{self.budget.limit} (max_guest_bytes); the graph's worker was killed",
             )
         self.charged = grown
+        if self.dead is not None:  # killed from another thread meanwhile: its refund missed this charge
+            self.budget.charge(-grown)
+            self.charged = 0
 
     def kill(self, reason: str = "was closed") -> None:
         """End the worker now, from any thread (idempotent); its graphs answer runtime_error from then on."""
@@ -396,10 +401,12 @@ class SandboxProcess:
                 self._lock.release()
 
     def _close(self) -> None:
+        """Release the socket and pidfd (idempotent): only from the thread that holds the request lock."""
         self.sock.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        with self._kill_lock:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
 
     @property
     def alive(self) -> bool:
