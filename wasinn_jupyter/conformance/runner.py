@@ -503,7 +503,7 @@ def _run_case(session: Session, module: GuestModule, case: Case) -> tuple[Status
     limits = GuestLimits(deadline_s=CASE_DEADLINE_S)
     try:
         with session.instantiate(module, label=f"conformance:{case.name}", limits=limits) as guest:
-            code = guest.call(case.export, *(_i32(a) for a in case.args), watch=False)
+            code = guest.call_u32(case.export, *case.args, watch=False)
             host_said = guest.client.last_error
     except GuestError as exc:
         where = f" (at {exc.frames[0]})" if exc.frames else ""

@@ -47,7 +47,7 @@ from ..errors import WITX_ERRNO_NAMES, WasiNNError
 from ..module import GuestModule
 from ..session import Guest, GuestError
 from ..tensors import BY_WITX, Tensor, TensorType
-from .layout import TENSOR, TensorStruct, read_dims, write_dims, write_tensor
+from .layout import TENSOR, TensorStruct, read_dims, read_tensor, write_dims, write_tensor
 from .memory import GuestMemory
 
 ALLOC = "wasinn_alloc"
@@ -184,7 +184,7 @@ def read_outputs(memory: GuestMemory, base: int, produced: Callable[[int], Produ
     tensors, names = made if made is not None else (None, None)
     described = []
     for i in range(n):
-        entry = TensorStruct._make(memory.unpack(TENSOR, table + i * TENSOR.size, "the output table"))
+        entry = read_tensor(memory, table + i * TENSOR.size, "the output table")
         if entry.type_code == FROM_GRAPH:
             if tensors is None or i >= len(tensors):
                 raise ComputeError(

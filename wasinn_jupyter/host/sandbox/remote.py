@@ -127,9 +127,11 @@ class Zygote:
         self.crashes = 0
         control, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.stderr = tempfile.TemporaryFile()  # read when it fails to start; its workers write to /dev/null
+        # the package as installed; only a source tree that is not installed adds its root, and last
         boot = (
-            f"import sys; sys.path.append({PACKAGE_ROOT!r}); "
-            "from wasinn_jupyter.host.sandbox.worker import main; sys.exit(main(sys.argv[1:]))"
+            "import importlib.util, sys\n"
+            f"if importlib.util.find_spec('wasinn_jupyter') is None: sys.path.append({PACKAGE_ROOT!r})\n"
+            "from wasinn_jupyter.host.sandbox.worker import main\nsys.exit(main(sys.argv[1:]))"
         )
         try:
             self.proc = subprocess.Popen(
