@@ -690,6 +690,9 @@ class LoadFuzzer:
                 result = op(self.rng, unpack_zip(seed.archive), seed)
             except Skip:
                 continue
+            except (IndexError, ValueError, KeyError):  # a mutator's own edge (an emptied file): try the next one
+                self.mutator_misses = getattr(self, "mutator_misses", 0) + 1
+                continue
             archive = result if isinstance(result, bytes) else pack_zip(result)
             if len(archive) <= MAX_ARCHIVE:
                 return op.__name__, seed, archive
