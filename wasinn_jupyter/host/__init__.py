@@ -13,8 +13,9 @@ torch backend) does not load wasmtime and everything else.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from .lazy import export
 
 if TYPE_CHECKING:
     from .abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
@@ -123,12 +124,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    return export(__name__, globals(), _WHERE, name)
 
 
 def __dir__() -> list[str]:

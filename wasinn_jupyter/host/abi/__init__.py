@@ -7,8 +7,9 @@ built for. Names are imported on first use (PEP 562), as in :mod:`wasinn_jupyter
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import export
 
 if TYPE_CHECKING:
     from .convention import (
@@ -77,12 +78,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{where[0]}", __name__), where[1])
-    globals()[name] = value
-    return value
+    return export(__name__, globals(), _WHERE, name)
 
 
 def __dir__() -> list[str]:
