@@ -3,7 +3,7 @@
 Workers are forked from a **zygote**, started once per host process by :class:`~.remote.Zygote` as ``python -m
 wasinn_jupyter.host.sandbox.worker CONTROL_FD``: it imports torch (about a second) and scripts the
 warm-up model, but runs nothing that starts threads or touches a device, so forking it is safe and a new worker is
-ready in about a tenth of a second. The zygote itself never reads a byte a guest sent; it only forks, reaps and
+ready in about 0.03 s. The zygote itself never reads a byte a guest sent; it only forks, reaps and
 reports exit statuses. Each worker runs the warm-up model once (so that what torch loads lazily is loaded while
 files can still be opened), confines itself for good (:mod:`.confine`), says it is ready, and then serves requests
 until the host closes its socket. It never writes to stdout or stderr and never unpickles what the host sends.
