@@ -63,23 +63,28 @@ def test_every_graph_loaded_in_process_from_guest_bytes_is_charged_until_unloade
     assert client.budget.used == 0
 
 
+class Big(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.zeros(8 << 20))  # 32 MiB of zeros: deflates to ~32 KiB
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.w[:1]
+
+
+def inflating_archive() -> bytes:
+    """A TorchScript archive of under 1 MiB whose weights hold 32 MiB once loaded (its entries deflated)."""
+    packed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive(Big()))) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    return packed.getvalue()
+
+
 def test_reloading_a_deflated_archive_in_the_sandbox_meets_the_budget_not_the_oom_killer() -> None:
     """A small archive that inflates: each load's memory lands in the guest's worker and is charged there."""
 
-    class Big(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("w", torch.zeros(8 << 20))  # 32 MiB of zeros: deflates to ~32 KiB
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x + self.w[:1]
-
-    raw = archive(Big())
-    packed = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info))
-    small = packed.getvalue()
+    small = inflating_archive()
     assert len(small) < 1 << 20
     with Host(limits=Limits(max_guest_bytes=200 << 20)).client() as client:
         loaded = 0
@@ -102,20 +107,7 @@ def test_the_copy_of_load_bytes_is_charged_before_it_is_made() -> None:
 
 
 def test_an_in_process_graph_is_charged_for_what_its_weights_hold_not_its_archive() -> None:
-    class Big(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("w", torch.zeros(8 << 20))  # 32 MiB of zeros: deflates to ~32 KiB
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x + self.w[:1]
-
-    raw = archive(Big())
-    packed = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info))
-    small = packed.getvalue()
+    small = inflating_archive()
     with Host(limits=Limits(max_guest_bytes=80 << 20, guest_models="in-process")).client() as client:
         client.load([small], "pytorch", "cpu")
         assert client.budget.used >= 32 << 20
