@@ -19,7 +19,7 @@ from .lazy import export
 
 if TYPE_CHECKING:
     from .abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
-    from .backends.base import GraphInfo, TensorInfo
+    from .backends.base import Graph, GraphInfo, ParameterInfo, PropertySpec, TensorInfo
     from .cuda import cuda_available
     from .encodings import Encoding, Target
     from .errors import WITX_ERRNO_NAMES, Dialect, ErrorCode, UnknownGraphName, WasiNNError, WasinnError
@@ -52,7 +52,10 @@ _WHERE = {
     "abandoned_workers": "session",
     "parse_dir": "wasi",
     "parse_env": "wasi",
+    "Graph": "backends.base",
     "GraphInfo": "backends.base",
+    "ParameterInfo": "backends.base",
+    "PropertySpec": "backends.base",
     "TensorInfo": "backends.base",
     "Encoding": "encodings",
     "Target": "encodings",
@@ -91,6 +94,7 @@ __all__ = [
     "Dialect",
     "Encoding",
     "ErrorCode",
+    "Graph",
     "GraphInfo",
     "Guest",
     "GuestError",
@@ -103,6 +107,8 @@ __all__ = [
     "Limits",
     "ModuleExport",
     "ModuleImport",
+    "ParameterInfo",
+    "PropertySpec",
     "Session",
     "Target",
     "Tensor",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .backends import backend_for
-from .backends.base import ExecutionContext, Graph, GraphInfo
+from .backends.base import ExecutionContext, Graph, GraphInfo, PropertySpec
 from .devices import resolve
 from .encodings import Encoding, Target
 from .errors import ErrorCode, WasiNNError, WasinnError, fail
@@ -84,6 +84,27 @@ class Host:
     def graphs(self) -> dict[str, GraphInfo]:
         """What is registered, by name: each graph's info with the registry's notes (a CPU fallback, say)."""
         return {e.name: _info(e) for e in self.registry.entries()}
+
+    def graph(self, name: str) -> Graph:
+        """The graph registered as ``name`` (not_found otherwise): the very object every guest that loads it shares."""
+        return self.registry.get(name).graph
+
+    def properties(self, name: str) -> dict[str, PropertySpec]:
+        """The properties of the graph registered as ``name``, with their current values (for widgets)."""
+        return self.graph(name).describe_properties()
+
+    def set_property(self, name: str, key: str, value: str) -> None:
+        """Set property ``key`` of the registered graph ``name``: every guest sharing it sees it from its next
+        compute. invalid_argument for an unknown key or a bad value; recorded on the timeline (guest ``host``)."""
+        graph = self.graph(name)
+        start = time.perf_counter_ns()
+        try:
+            graph.set_property(key, value)
+        except WasiNNError as err:
+            self._record_error(f"set_property {name}.{key}: {err.message}")
+            self.timeline.record("set_property", "host", name, start, err.code.value, 0, graph.device, 0)
+            raise
+        self.timeline.record("set_property", "host", name, start, "ok", 0, graph.device, 0)
 
     def client(self, label: str | None = None) -> Client:
         """A new guest's wasi-nn. ``label`` names it on the timeline (default ``guestN``); ``Client.id`` is unique."""
@@ -259,6 +280,26 @@ class Client:
     def compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         nbytes = sum(t.nbytes for t in inputs.values())
         return self._on_context("compute_named", ctx, self._context_call, ctx, "compute_named", inputs, nbytes=nbytes)
+
+    # -- graph properties (wasi-nn PR 80): on a graph handle, values as strings ----------------------------------
+
+    def list_properties(self, graph: int) -> list[str]:
+        return self._on_graph("list_properties", graph, lambda g: g.list_properties())
+
+    def get_property(self, graph: int, name: str) -> str | None:
+        """The property's value, or None where the graph has no such property."""
+        return self._on_graph("get_property", graph, lambda g: g.get_property(name))
+
+    def set_property(self, graph: int, name: str, value: str) -> None:
+        """Change a property of ``graph`` from its next compute (a registered graph is shared: every guest sees it)."""
+        self._on_graph("set_property", graph, lambda g: g.set_property(name, value))
+
+    def _on_graph(self, call: str, graph: int, fn: Callable[[Graph], R]) -> R:
+        """An operation on graph handle ``graph``, recorded under the graph's name."""
+        entry = self.graphs.peek(graph)
+        if entry is not None:
+            self._device = entry.device
+        return self.call(call, entry.name if entry is not None else None, lambda: fn(self.graphs.get(graph)))
 
     def check_context(self, ctx: int) -> None:
         """Fail with invalid_argument unless ``ctx`` is one of this guest's open contexts."""

@@ -33,6 +33,64 @@ class TensorInfo:
     dims: list[int | None] | None = None
 
 
+PROPERTY_KINDS = ("choice", "int", "float", "bool", "text")
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    """One graph property (wasi-nn PR 80): its current value as the wire carries it (a string), and how a front-end
+    should offer it. ``kind`` is one of :data:`PROPERTY_KINDS`; ``choices`` for "choice", bounds for "int"/"float"."""
+
+    name: str
+    value: str | None
+    kind: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    doc: str = ""
+
+    def parse(self, value: str) -> str | int | float | bool:
+        """``value`` checked against this spec and converted (invalid_argument, naming what is accepted)."""
+        text = value.strip()
+        if self.kind == "choice":
+            if self.choices is not None and text not in self.choices:
+                fail(ErrorCode.INVALID_ARGUMENT, f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}")
+            return text
+        if self.kind == "bool":
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            fail(ErrorCode.INVALID_ARGUMENT, f"{self.name} must be true or false; got {value!r}")
+        if self.kind in ("int", "float"):
+            try:
+                number: int | float = int(text) if self.kind == "int" else float(text)
+            except ValueError:
+                what = "an integer" if self.kind == "int" else "a number"
+                fail(ErrorCode.INVALID_ARGUMENT, f"{self.name} must be {what}; got {value!r}")
+            below = self.minimum is not None and number < self.minimum
+            above = self.maximum is not None and number > self.maximum
+            if number != number or below or above:  # NaN compares false with every bound
+                low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+                high = "inf" if self.maximum is None else f"{self.maximum:g}"
+                fail(ErrorCode.INVALID_ARGUMENT, f"{self.name} must lie in [{low}, {high}]; got {value!r}")
+            return number
+        return value
+
+
+@dataclass(frozen=True)
+class ParameterInfo:
+    """One named tensor a graph holds (a weight or a buffer), for inspection; nothing is copied to describe it."""
+
+    name: str
+    kind: str  # "parameter" | "buffer"
+    shape: tuple[int, ...]
+    dtype: str
+    device: str
+    numel: int
+
+
 @dataclass
 class GraphInfo:
     """What is known about a graph, for `info` commands and widgets (unknown parts are None)."""
@@ -92,6 +150,38 @@ class Graph(ABC):
     def input_names(self) -> list[str] | None:
         """Names of the positional inputs, where the model declares them (cheap: called on every set_input)."""
         return None
+
+    # -- properties ("parameters by name", wasi-nn PR 80); values are strings on the wire ----------------------
+
+    def describe_properties(self) -> dict[str, PropertySpec]:
+        """Every property with its current value and how to offer it (default: none)."""
+        return {}
+
+    def list_properties(self) -> list[str]:
+        return list(self.describe_properties())
+
+    def get_property(self, name: str) -> str | None:
+        """The current value, or None for a property this graph does not have."""
+        spec = self.describe_properties().get(name)
+        return None if spec is None else spec.value
+
+    def set_property(self, name: str, value: str) -> None:
+        """Change a property for the next compute; invalid_argument (with the reason) for a bad name or value."""
+        self.property_spec(name)
+        fail(ErrorCode.INVALID_ARGUMENT, f"property {name!r} of graph {self.name!r} is read-only")
+
+    def property_spec(self, name: str) -> PropertySpec:
+        """The spec of ``name``, or invalid_argument naming the properties there are."""
+        specs = self.describe_properties()
+        spec = specs.get(name)
+        if spec is None:
+            have = ", ".join(specs) or "none"
+            fail(ErrorCode.INVALID_ARGUMENT, f"graph {self.name!r} has no property {name!r} (it has: {have})")
+        return spec
+
+    def named_tensors(self) -> list[ParameterInfo]:
+        """The weights and buffers it holds, by name (default: none known)."""
+        return []
 
     def init_execution_context(self, budget: ByteBudget | None = None) -> ExecutionContext:
         return ExecutionContext(self, budget)
