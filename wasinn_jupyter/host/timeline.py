@@ -17,8 +17,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,19 @@ class Timeline:
                     listener(rec)
                 except Exception:  # a broken front-end must not break a guest's call
                     log.exception("timeline listener failed")
+
+    def merge(self, records: Iterable[dict[str, Any]], *, shift_ns: int = 0, **tags: Any) -> None:
+        """Records made by another process's timeline (a map worker, a Ray actor), as ``CallRecord.as_dict`` gave
+        them: each gets a seq here, its start moved by ``shift_ns`` onto this process's clock, and ``tags``
+        (``node``, ``worker``) set. Fields this CallRecord does not have are dropped; missing ones take defaults."""
+        names = [f.name for f in fields(CallRecord)]
+        defaults = {f.name: f.default for f in fields(CallRecord) if f.default is not MISSING}
+        for record in records:
+            row = {**defaults, **{k: v for k, v in record.items() if k in defaults or k in names}}
+            row.update({k: v for k, v in tags.items() if k in names})
+            row["seq"] = next(self._seq)
+            row["start_ns"] = int(row["start_ns"]) + shift_ns
+            self._append(tuple(row[name] for name in names))
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each new record; returns the function that unsubscribes it."""
