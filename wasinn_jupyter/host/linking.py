@@ -5,7 +5,8 @@ thread that runs calls, the lifecycle events); it hands the linking to one of th
 
 - :class:`WitxCore`: a core module, with WASI preview 1 (our stoppable ``poll_oneoff`` over wasmtime's) and the
   legacy witx wasi-nn functions (``abi/witx.py``) bound to the guest's Client. Every guest today.
-- a component speaking the WIT ``wasi:nn`` interfaces comes later; :func:`linking_for` says so plainly.
+- :class:`~.component.linking.WitComponent`: a component, with WASI preview 2 and the WIT ``wasi:nn`` interfaces
+  (``component/bindings.py``).
 
 Each class only links and looks things up; calls into the guest go through the Guest, which guards them.
 """
@@ -81,8 +82,6 @@ def linking_for(
     """The linking for ``module``'s kind, or why this host cannot instantiate it (a sentence)."""
     if module.kind == CORE:
         return WitxCore(guest, module, stop_check, origin_ns)
-    imports = ", ".join(module.nn_imports) or "no wasi:nn interfaces"
-    return (
-        f"{module.name} is a WebAssembly component ({imports}); this host runs core modules with the witx "
-        "wasi-nn ABI, and WIT components are not supported yet"
-    )
+    from .component.linking import WitComponent  # WASI preview 2 and WIT wasi:nn
+
+    return WitComponent(guest, module)

@@ -114,8 +114,10 @@ class GuestModule:
 
     @property
     def is_command(self) -> bool:
-        """A WASI command (it exports ``_start``), rather than a reactor (a library of exports)."""
-        return "_start" in self._by_name
+        """A WASI command (it exports ``_start``, or ``wasi:cli/run``'s ``run``), rather than a reactor."""
+        return "_start" in self._by_name or any(
+            e.name.startswith("wasi:cli/run@") and e.name.endswith("#run") for e in self.exports
+        )
 
     def __repr__(self) -> str:
         return f"<GuestModule {self.name!r}: {self.kind}, {self.size} bytes, {len(self.exports)} exports>"
@@ -142,7 +144,10 @@ def describe(compiled: Any, wasm: bytes, name: str, engine: wasmtime.Engine) -> 
         imports = [
             ModuleImport(key, key, _component_kind(item)) for key, item in component_type.imports(engine).items()
         ]
-        exports = [ModuleExport(key, _component_kind(item)) for key, item in component_type.exports(engine).items()]
+        exports = []
+        for key, item in component_type.exports(engine).items():
+            exports.append(ModuleExport(key, _component_kind(item)))
+            exports.extend(_interface_functions(key, item, engine))  # an exported interface's as ``key#name``
         return GuestModule(
             compiled,
             kind=COMPONENT,
@@ -175,6 +180,16 @@ def _core_export(name: str, kind: Any) -> ModuleExport:
     if isinstance(kind, wasmtime.FuncType):
         return ModuleExport(name, "func", tuple(str(p) for p in kind.params), tuple(str(r) for r in kind.results))
     return ModuleExport(name, _CORE_KINDS.get(type(kind), "other"))
+
+
+def _interface_functions(name: str, item: Any, engine: wasmtime.Engine) -> list[ModuleExport]:
+    try:
+        ty = item.ty
+        if not isinstance(ty, wasm_component.ComponentInstanceType):
+            return []
+        return [ModuleExport(f"{name}#{key}", _component_kind(sub)) for key, sub in ty.exports(engine).items()]
+    except Exception:  # noqa: BLE001 - an interface we cannot list still leaves the component usable
+        return []
 
 
 def _component_kind(item: Any) -> str:

@@ -52,7 +52,7 @@ from .abi.memory import GuestMemory
 from .errors import Dialect, WasinnError
 from .host import Host
 from .linking import Linking, linking_for
-from .module import GuestModule, describe, is_component
+from .module import COMPONENT, GuestModule, describe, is_component
 from .wasi import Output, WasiOptions
 
 log = logging.getLogger(__name__)
@@ -397,13 +397,20 @@ class Guest:
         return int(result) & 0xFFFFFFFF
 
     def run(self, watch: bool | None = None) -> int:
-        """Run a command guest's ``_start``; its exit code (0 when it returns)."""
+        """Run a command guest's ``_start`` (a component's ``wasi:cli/run`` ``run``); its exit code (0 when it
+        returns; 1 when a component's ``run`` returns its error)."""
+        entry = "_start"
+        if self.module.kind == COMPONENT:
+            from .component.linking import command_export
+
+            entry = command_export(self.module) or "wasi:cli/run@0.2.0#run"
         try:
-            self.call("_start", watch=watch)
+            result = self.call(entry, watch=watch)
         except GuestExit as exc:
             return exc.code
-        self._event("exit", detail="code 0")
-        return 0
+        code = 1 if getattr(result, "tag", None) == "err" else 0  # wasi:cli/run returns result (a Variant)
+        self._event("exit", outcome="ok" if code == 0 else f"exit {code}", detail=f"code {code}")
+        return code
 
     def failed_last_call(self) -> str | None:
         """``call: message`` when this guest's last wasi-nn call failed, else None.
