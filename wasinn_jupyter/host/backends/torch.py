@@ -10,18 +10,22 @@ only ever read as TorchScript), never found implicitly in a directory (which off
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import io
 import os
 import struct
+import threading
+import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, WasiNNError, fail
 from ..tensors import Tensor, type_of_torch
-from .base import Backend, Graph, GraphInfo, TensorInfo, out_of_host_memory
+from .base import Backend, Graph, GraphInfo, ParameterInfo, PropertySpec, TensorInfo, out_of_host_memory
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +34,20 @@ if TYPE_CHECKING:
 TORCHSCRIPT = "torchscript"
 EXPORT = "torch.export"
 PICKLE = "torch.save pickle"
+
+
+@contextlib.contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Silence torch's TorchScript deprecation warnings (2.10+) around the calls we make on purpose: TorchScript is
+    what other hosts' PyTorch guests send. Only these calls are quieted; a user's own ``torch.jit`` calls still warn.
+    (``catch_warnings`` swaps the process's filter list, so a warning another thread raises at that very moment
+    may be quieted too; these calls happen at load time and on property changes, not per compute.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is (deprecated|not supported)")
+        # deep-copying a loaded ScriptModule or an exported program's module touches .grad and pytree internals
+        warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        yield
 
 
 # A TorchScript archive holds tens to a few thousand entries; parsing the directory of millions costs gigabytes.
@@ -144,7 +162,8 @@ def load_bytes(data: bytes, device: str, name: str, max_bytes: int) -> TorchGrap
     import torch
 
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location=device)  # type: ignore[no-untyped-call]
+        with quiet_torchscript():
+            module = torch.jit.load(io.BytesIO(data), map_location=device)  # type: ignore[no-untyped-call]
     except Exception as exc:
         if out_of_host_memory(exc):
             why = "a guest's models live within its budget, max_guest_bytes"
@@ -197,7 +216,8 @@ def load_path(path: Path, device: str, name: str, max_bytes: int, suffix: str | 
     try:
         if kind == EXPORT:
             return from_exported(torch.export.load(str(path)), device, name, source=str(path))
-        module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
+        with quiet_torchscript():
+            module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
     except WasiNNError:
         raise
     except Exception as exc:
@@ -209,6 +229,7 @@ def from_exported(program: Any, device: str, name: str, source: str | None = Non
     import torch
     import torch.export.passes  # a submodule `import torch` does not load
 
+    original = program
     if device != "cpu":
         program = torch.export.passes.move_to_device_pass(program, device)
     sig = program.graph_signature
@@ -218,7 +239,7 @@ def from_exported(program: Any, device: str, name: str, source: str | None = Non
         if spec.kind == torch.export.graph_signature.InputKind.USER_INPUT:
             val = placeholders[spec.arg.name].meta.get("val") if spec.arg.name in placeholders else None
             inputs.append(_tensor_info(spec.arg.name, val))
-    return TorchGraph(name, program.module(), device, kind=EXPORT, source=source, inputs=inputs)
+    return TorchGraph(name, program.module(), device, kind=EXPORT, source=source, inputs=inputs, program=original)
 
 
 def from_object(obj: Any, device: str, name: str) -> TorchGraph:
@@ -271,7 +292,62 @@ def _signature_inputs(module: Any) -> list[TensorInfo] | None:
     return [TensorInfo(p.name) for p in params if p.default is p.empty]
 
 
+# precision name -> torch dtype name; the first three are offered always, fp64 where a model was loaded so
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
+RESIDENCES = ("memory", "device")
+
+
+def _precision_of(module: Any) -> str | None:
+    """The precision of a module's floating weights as loaded (None: it holds none)."""
+    tensors = [*module.parameters(), *module.buffers()] if hasattr(module, "parameters") else []
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            name = str(tensor.dtype).removeprefix("torch.")
+            return next((p for p, d in PRECISIONS.items() if d == name), None)
+    return None
+
+
+def cuda_devices() -> list[str]:
+    """The CUDA devices a graph may move to, by torch's names (none without CUDA)."""
+    from ..cuda import cuda_available
+
+    if not cuda_available():
+        return []
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def canonical_device(device: str) -> str:
+    """``cuda`` and ``gpu`` name the first CUDA device; everything else as given (stripped)."""
+    text = device.strip().lower()
+    return "cuda:0" if text in ("cuda", "gpu") else text
+
+
 class TorchGraph(Graph):
+    """A torch module (TorchScript, an exported program's module, or a live nn.Module) and its properties.
+
+    Properties (strings on the wire, wasi-nn PR 80), each applied from the next compute:
+
+    - ``precision`` fp32|fp16|bf16 (and fp64 for a model loaded so): the weights are cast, from the module as
+      loaded (so a round trip loses nothing), and so are floating-point inputs; floating-point outputs come back
+      in the floating type of the guest's first floating input (else the loaded precision), so a guest's buffers
+      and tensor types stay what they were whatever the precision. At the loaded precision nothing is cast.
+      A model whose own code fixes a dtype may refuse another precision: its compute answers runtime_error.
+    - ``device`` cpu|cuda:N (where present): the module moves (an exported program is moved by torch's
+      ``move_to_device_pass``, which also rewrites device constants in its graph); inputs are copied out of a
+      guest straight to it.
+    - ``threads`` an int: torch's intra-op threads for this graph's computes (set around each compute and put
+      back after; 0 follows the process-wide setting). torch's setting is per process, so a compute of another
+      graph running at that very moment in another thread may run with it too.
+    - ``residence`` memory|device: where outputs live between calls. ``memory`` (the default, the spec's model)
+      brings a device's outputs to host memory once, right after compute, and frees the device memory;
+      ``device`` keeps them on the graph's device, so ``get_output`` copies device-to-guest with no staging and
+      ``set_input_from_output`` chains them into another context without a copy. On the CPU both are the same.
+    """
+
+    abilities = frozenset({"properties"})
+
     def __init__(
         self,
         name: str,
@@ -280,6 +356,7 @@ class TorchGraph(Graph):
         kind: str,
         source: str | None = None,
         inputs: list[TensorInfo] | None = None,
+        program: Any = None,
     ) -> None:
         self.name = name
         self.module = module
@@ -289,9 +366,117 @@ class TorchGraph(Graph):
         self._inputs = inputs if inputs is not None else _signature_inputs(module)
         self._input_names = [t.name for t in self._inputs] if self._inputs is not None else None
         self._weights: tuple[int, list[str]] | None = None  # parameter count and dtypes, read once
+        # as loaded: every derived module (another precision or device) is made from these
+        self._loaded_module = module
+        self._loaded_device = device
+        self._program = program  # an ExportedProgram, moved with torch's pass on a device change
+        self._loaded_precision = _precision_of(module)
+        self.precision = self._loaded_precision or "fp32"
+        self.threads = 0
+        self.residence = "memory"
+        self._lock = threading.Lock()  # a property change against the snapshot a compute takes
 
     def input_names(self) -> list[str] | None:
         return self._input_names
+
+    # -- properties -----------------------------------------------------------------------------------------
+
+    def describe_properties(self) -> dict[str, PropertySpec]:
+        precisions: tuple[str, ...] = ("fp32", "fp16", "bf16")
+        if self._loaded_precision is not None and self._loaded_precision not in precisions:
+            precisions = (*precisions, self._loaded_precision)
+        loaded = self._loaded_precision or "fp32"
+        return {
+            "precision": PropertySpec(
+                "precision", self.precision, "choice", precisions,
+                doc=f"weights and floating inputs cast to it (loaded: {loaded}); outputs keep the guest's type",
+            ),
+            "device": PropertySpec(
+                "device", canonical_device(self.device), "choice", ("cpu", *cuda_devices()),
+                doc="where the module runs; it moves at once and computes there from the next call",
+            ),
+            "threads": PropertySpec(
+                "threads", str(self.threads), "int", minimum=0, maximum=float(os.cpu_count() or 1),
+                doc="torch intra-op threads for this graph's computes (0: the process-wide setting)",
+            ),
+            "residence": PropertySpec(
+                "residence", self.residence, "choice", RESIDENCES,
+                doc="memory: outputs come to host memory after compute; device: they stay on the device",
+            ),
+        }  # fmt: skip
+
+    def set_property(self, name: str, value: str) -> None:
+        spec = self.property_spec(name)
+        if name == "device":
+            self._move(self._check_device(value), self.precision)
+            return
+        parsed = spec.parse(value)
+        if name == "precision":
+            self._move(self.device, str(parsed))
+        elif name == "threads":
+            self.threads = int(parsed)
+        elif name == "residence":
+            self.residence = str(parsed)
+
+    def _check_device(self, value: str) -> str:
+        device = canonical_device(value)
+        if device == "cpu":
+            return device
+        present = cuda_devices()
+        if device in present:
+            return device
+        have = f"CUDA devices here: {', '.join(present)}" if present else "this machine has no CUDA device"
+        fail(ErrorCode.INVALID_ARGUMENT, f"device must be cpu or cuda:N; {value!r} is not available ({have})")
+
+    def _move(self, device: str, precision: str) -> None:
+        """Make the module for ``device`` and ``precision`` from the one as loaded, then swap it in."""
+        loaded = self._loaded_precision or "fp32"
+        same_device = canonical_device(device) == canonical_device(self._loaded_device)
+        if same_device and precision == loaded:
+            module = self._loaded_module
+            device = self._loaded_device
+        else:
+            module = self._derive(device, None if precision == loaded else precision)
+        with self._lock:
+            self.module, self.device, self.precision = module, device, precision
+            self._weights = None
+
+    def _derive(self, device: str, precision: str | None) -> Any:
+        import torch
+
+        try:
+            with quiet_torchscript():
+                if self._program is not None:
+                    import torch.export.passes
+
+                    program = torch.export.passes.move_to_device_pass(self._program, device)
+                    module = program.module()  # shares its weights with ``program``: copied below before a cast
+                    if precision is not None:
+                        module = copy.deepcopy(module)
+                else:
+                    module = copy.deepcopy(self._loaded_module).to(device)
+                if precision is not None:
+                    module = module.to(getattr(torch, PRECISIONS[precision]))
+        except Exception as exc:
+            if out_of_host_memory(exc) or isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise WasiNNError(ErrorCode.TOO_LARGE, f"graph {self.name!r}: no room for a copy on {device}") from exc
+            raise WasiNNError(
+                ErrorCode.RUNTIME_ERROR, f"graph {self.name!r} could not move to {device} {precision or ''}: {exc}"
+            ) from exc
+        return module
+
+    def named_tensors(self) -> list[ParameterInfo]:
+        module = self.module
+        if not hasattr(module, "named_parameters"):
+            return []
+        found = [("parameter", n, t) for n, t in module.named_parameters()]
+        found += [("buffer", n, t) for n, t in module.named_buffers()]
+        return [
+            ParameterInfo(name, kind, tuple(t.shape), str(t.dtype).removeprefix("torch."), str(t.device), t.numel())
+            for kind, name, t in found
+        ]
+
+    # -- compute --------------------------------------------------------------------------------------------
 
     def run(self, inputs: list[Tensor]) -> list[Tensor] | dict[str, Tensor]:
         import torch
@@ -302,18 +487,43 @@ class TorchGraph(Graph):
                 f"graph {self.name!r} takes {len(self._input_names)} input(s) "
                 f"({', '.join(self._input_names)}), got {len(inputs)}",
             )
-        args = [t.to_torch(self.device) for t in inputs]
+        with self._lock:  # one consistent set of properties for this compute
+            module, device, precision = self.module, self.device, self.precision
+            threads, residence = self.threads, self.residence
+        args = [t.to_torch(device) for t in inputs]
+        cast = None if precision == (self._loaded_precision or "fp32") else getattr(torch, PRECISIONS[precision])
+        back = None
+        if cast is not None:
+            floating = [a.dtype for a in args if a.is_floating_point()]
+            back = floating[0] if floating else getattr(torch, PRECISIONS[self._loaded_precision or "fp32"])
+            args = [a.to(cast) if a.is_floating_point() else a for a in args]
+        before = torch.get_num_threads()
         try:
+            if threads and threads != before:
+                torch.set_num_threads(threads)
             with torch.inference_mode():
-                result = self.module(*args)
+                result = module(*args)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()  # hand the cached blocks back, so the device stays usable after this error
             raise
+        finally:
+            if threads and threads != before:
+                torch.set_num_threads(before)
+        to_host = residence == "memory" and device != "cpu"
+
+        def out(value: Any, what: str) -> Tensor:
+            if isinstance(value, torch.Tensor):
+                if back is not None and value.is_floating_point():
+                    value = value.to(back)
+                if to_host:
+                    value = value.cpu()
+            return _as_tensor(value, what)
+
         if isinstance(result, dict):
-            return {str(k): _as_tensor(v, str(k)) for k, v in result.items()}
+            return {str(k): out(v, str(k)) for k, v in result.items()}
         if isinstance(result, (tuple, list)):
-            return [_as_tensor(v, f"output {i}") for i, v in enumerate(result)]
-        return [_as_tensor(result, "output")]
+            return [out(v, f"output {i}") for i, v in enumerate(result)]
+        return [out(result, "output")]
 
     def held_bytes(self) -> int:
         tensors = [*self.module.parameters(), *self.module.buffers()] if hasattr(self.module, "parameters") else []
@@ -333,6 +543,15 @@ class TorchGraph(Graph):
         notes = []
         if getattr(module, "training", False) and self.kind == "nn.Module":
             notes.append("module is in training mode: call .eval() on it for inference behaviour")
+        as_loaded = {
+            "precision": self._loaded_precision or "fp32",
+            "device": canonical_device(self._loaded_device),
+            "threads": "0",
+            "residence": "memory",
+        }
+        changed = [f"{k} {v.value}" for k, v in self.describe_properties().items() if v.value != as_loaded.get(k)]
+        if changed:
+            notes.append("properties set: " + ", ".join(changed))
         return GraphInfo(
             name=self.name,
             kind=self.kind,
