@@ -1,0 +1,55 @@
+"""Ray, optional: imported only here and only when a Ray path is asked for, with the install hint where it is absent.
+
+``connect`` joins the cluster a front-end names: ``auto`` is Ray's own default (the cluster ``RAY_ADDRESS`` or a
+``ray start`` on this machine names, else a new local one), ``local`` always starts a local one with this
+machine's CPUs and no dashboard, anything else is an address (``HOST:6379``, ``ray://HOST:10001``). A process
+already connected stays on its cluster.
+
+Nodes of a cluster need this package installed (and torch); the guest, the models and the inputs travel through
+Ray's object store, so they need none of the caller's files.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from ..host import WasinnError
+
+INSTALL_HINT = "pip install 'wasinn-jupyter[ray]'  (or: pip install ray)"
+
+
+class RayMissing(WasinnError):
+    """Ray is not installed: the message says how to install it."""
+
+
+def require_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise RayMissing(f"Ray is not installed; {INSTALL_HINT}") from None
+    return ray
+
+
+def connect(address: str = "auto") -> ModuleType:
+    """The ``ray`` module, connected to the cluster ``address`` names (see the module docstring)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    quiet = {"include_dashboard": False, "configure_logging": False}
+    try:
+        if address == "local":
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
+        elif address == "auto":
+            ray.init(**quiet)
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise WasinnError(f"cannot connect to the Ray cluster {address!r}: {exc}") from None
+    return ray
+
+
+def actor_died(exc: BaseException) -> bool:
+    """Whether ``exc`` says an actor died or could not be reached (rather than its method raising)."""
+    ray = require_ray()
+    return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError))
