@@ -86,11 +86,13 @@ def test_table_and_json(cpu_report: Report) -> None:
     assert data["counts"] == {
         "passed": cpu_report.passed,
         "failed": cpu_report.failed,
+        "not_expressible": 0,
         "skipped": 0,
         "total": len(cpu_report.results),
     }
     assert data["host"]["name"] == "wasinn-jupyter" and data["host"]["wasmtime"]
-    assert data["cases"][0].keys() == {"name", "group", "status", "detail", "duration_s"}
+    assert data["host_label"] == "wasinn" and data["groups"]["types"]["passed"] == 12
+    assert data["cases"][0].keys() == {"name", "group", "status", "detail", "duration_s", "kind", "code", "basis"}
 
 
 def test_select_and_progress() -> None:

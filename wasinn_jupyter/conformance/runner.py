@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import io
 import json
-import platform
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .._version import __version__
 from ..host import (
     WITX_ERRNO_NAMES,
-    GuestError,
-    GuestLimits,
-    GuestModule,
-    Host,
     Session,
-    cuda_available,
     wat_to_wasm,
 )
+from .report import Basis, CaseResult, Report
 
 GUESTS_DIR = Path(__file__).parent / "guests"
 GUESTS = ("echo", "load")  # the .wat files that are modules; common.wat is pasted into each
@@ -42,6 +35,7 @@ CASE_DEADLINE_S = 30.0  # a guest that loops forever fails its case instead of h
 # witx numbers, as the guests' arguments use them. Written out from the spec rather than taken from the host's
 # tables: a conformance suite must not inherit the mistakes of the host it measures.
 TYPES = {"f16": 0, "f32": 1, "f64": 2, "u8": 3, "i32": 4, "i64": 5}
+TYPE_NAMES = {code: name for name, code in TYPES.items()}
 TARGETS = {"cpu": 0, "gpu": 1}
 ENCODINGS = {"onnx": 1, "pytorch": 3, "autodetect": 5}
 CALLS = {1: "load", 2: "load_by_name", 3: "init_execution_context", 4: "set_input", 5: "compute", 6: "get_output"}
@@ -68,7 +62,7 @@ SHAPES: tuple[tuple[int, ...], ...] = (
 )
 WILD_MODES = ("at-end-of-memory", "straddling-end", "wrapping-past-4GiB")  # modes 0..2 of the wild_* exports
 
-Status = Literal["pass", "fail", "skip"]
+Signature = tuple[tuple[tuple[int, int], ...], ...]  # per input index: the (witx type, rank) pairs it is sent
 
 
 @dataclass(frozen=True)
@@ -82,74 +76,14 @@ class Case:
     args: tuple[int, ...]  # u32 values; passed to the guest as i32
     expect: str = "success"  # what the call under test must answer, in words
     counts: str = "tensor"  # what phases 0..7 of this export's result codes number
-    needs: tuple[str, ...] = ()  # "pytorch": the case loads a TorchScript model from guest bytes
+    needs: tuple[str, ...] = ()  # what the echo graph or backend must do beyond one input: see NEEDS
     notes: str = ""
-
-
-@dataclass
-class CaseResult:
-    name: str
-    group: str
-    status: Status
-    detail: str  # why it failed or was skipped, in words; empty for a pass
-    duration_s: float
-
-
-@dataclass
-class Report:
-    """The results of one run, with the counts, a text table and JSON for the CLI."""
-
-    target: str
-    results: list[CaseResult] = field(default_factory=list)
-    duration_s: float = 0.0
-    host_info: dict[str, Any] = field(default_factory=dict)
-
-    def _count(self, status: Status) -> int:
-        return sum(1 for r in self.results if r.status == status)
-
-    @property
-    def passed(self) -> int:
-        return self._count("pass")
-
-    @property
-    def failed(self) -> int:
-        return self._count("fail")
-
-    @property
-    def skipped(self) -> int:
-        return self._count("skip")
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
-
-    def summary_line(self) -> str:
-        line = f"{self.passed} passed, {self.failed} failed"
-        return line + (f", {self.skipped} skipped" if self.skipped else "")
-
-    def table(self) -> str:
-        rows = [("case", "status", "detail")] + [(r.name, r.status, r.detail) for r in self.results]
-        name_w = max(len(r[0]) for r in rows)
-        status_w = max(len(r[1]) for r in rows)
-        lines = [f"{a:<{name_w}}  {b:<{status_w}}  {c}".rstrip() for a, b, c in rows]
-        lines.insert(1, f"{'-' * name_w}  {'-' * status_w}  {'-' * 6}")
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "suite": "wasi-nn echo-model conformance",
-            "target": self.target,
-            "host": self.host_info,
-            "counts": {
-                "passed": self.passed,
-                "failed": self.failed,
-                "skipped": self.skipped,
-                "total": len(self.results),
-            },
-            "ok": self.ok,
-            "duration_s": round(self.duration_s, 3),
-            "cases": [asdict(r) for r in self.results],
-        }
+    # "spec": the spec's text decides the expectation; "choice": the spec leaves it open and the expectation is a
+    # host's choice (why says whose), so a different answer there is a difference, not clearly a bug
+    basis: Basis = "spec"
+    why: str = ""
+    inputs: Signature = ()  # what the echo graph receives, so a host whose models are typed can be given one
+    abi: str = "witx"  # "witx": a core module run by --invoke; other ABIs (WIT components) run differently
 
 
 # -- the case table ------------------------------------------------------------------------------------------------
@@ -164,14 +98,108 @@ def _pack(values: Iterable[int]) -> int:
     return sum(v << (4 * i) for i, v in enumerate(values))
 
 
+def _nibbles(x: int, n: int) -> list[int]:
+    return [(x >> (4 * i)) & 15 for i in range(n)]
+
+
+def _rank(shape: int) -> int:
+    return len(SHAPES[shape]) if shape < len(SHAPES) else -1
+
+
+def signature(guest: str, export: str, args: Sequence[int]) -> Signature:
+    """What each input index of the echo graph is sent in one case: the (witx type, rank) pairs, as the guest builds
+    them (echo.wat and load.wat; bad type bytes, which are no witx type, are left out).
+
+    A host whose models have typed inputs of a fixed rank (OpenVINO) can serve the case with one model exactly when
+    every index is sent one pair. Every error case that ends by checking the guest still works sends f32 [2,3].
+    """
+    f32_2 = (TYPES["f32"], 2)
+    per_index: list[list[tuple[int, int]]] = []
+
+    def send(index: int, pair: tuple[int, int]) -> None:
+        while len(per_index) <= index:
+            per_index.append([])
+        if pair not in per_index[index]:
+            per_index[index].append(pair)
+
+    a = list(args)
+    if guest == "load":
+        send(0, (a[2], 2) if export == "load_echo" else f32_2)
+    elif export == "echo":
+        send(0, (a[0], a[1]))
+    elif export == "padded":
+        send(0, (a[0], 2))
+    elif export == "multi":
+        for i, (t, shape) in enumerate(zip(_nibbles(a[1], a[0]), _nibbles(a[2], a[0]), strict=True)):
+            send(i, (t, _rank(shape)))
+    elif export == "rounds":
+        for shape in _nibbles(a[2], a[1]):
+            send(0, (a[0], _rank(shape)))
+    elif export == "contexts":
+        for k in range(a[0] * a[1]):
+            send(0, (a[2], _rank(k + 1)))
+    elif export == "mismatch":
+        send(0, (a[0], _rank(a[1])))
+        send(0, f32_2)
+    elif export == "bad_dims":
+        send(0, (a[0], 2))
+        send(0, f32_2)
+    elif export == "short_buffer":
+        send(0, (a[0], _rank(a[1])))
+    elif export == "output_index":
+        for i in range(a[0]):
+            send(i, (i % 6, 2))
+    else:  # the other error cases: an f32 [2,3] echo, before or after the call under test
+        send(0, f32_2)
+    return tuple(tuple(pairs) for pairs in per_index)
+
+
+# What a case asks beyond one echo of one input, in cases.json's "needs" (NEEDS says each in words).
+NEEDS = {
+    "pytorch": "loads a TorchScript identity module from guest bytes with `load` (a PyTorch backend)",
+    "several-inputs": "the echo graph takes several inputs in one context (input i echoed as output i)",
+    "any-type-per-input": "one input index is sent tensors of different types within the case",
+    "any-rank-per-input": "one input index is sent tensors of different ranks within the case",
+}
+
+# Expectations the spec leaves open, by export or case name: the suite holds these hosts' choices.
+CHOICES = {
+    "short_buffer": "the spec does not say what get_output answers for a buffer too small: too_large with the size "
+    "needed in bytes_written is WasmEdge's behaviour and this suite's",
+    "early_output": "the spec does not say what get_output answers before compute: invalid_argument is this suite's "
+    "reading",
+    "pointers": "the spec does not say what a pointer outside linear memory gets: an errno, and the guest going on, "
+    "is this suite's choice (wasmtime traps the guest)",
+    "load/onnx-encoding-unsupported": "invalid_encoding for TorchScript bytes declared as ONNX assumes the host reads "
+    "no ONNX or refuses them as such",
+    "load/autodetect-f32": "what autodetect recognises is the host's choice; this host recognises TorchScript",
+    "load/autodetect-i64": "what autodetect recognises is the host's choice; this host recognises TorchScript",
+}
+
+
+def _needs(guest: str, inputs: Signature) -> tuple[str, ...]:
+    needs = ["pytorch"] if guest == "load" else []
+    if len(inputs) > 1:
+        needs.append("several-inputs")
+    if any(len({t for t, _ in pairs}) > 1 for pairs in inputs):
+        needs.append("any-type-per-input")
+    if any(len({r for _, r in pairs}) > 1 for pairs in inputs):
+        needs.append("any-rank-per-input")
+    return tuple(needs)
+
+
 def cases(target: str = "cpu") -> list[Case]:
     """Every case, in run order; ``target`` is what the load cases pass to ``load``."""
     tgt = TARGETS[target]
     out: list[Case] = []
 
     def add(group: str, what: str, export: str, *args: int, guest: str = "echo", **more: Any) -> None:
-        needs = ("pytorch",) if guest == "load" else ()
-        out.append(Case(f"{group}/{what}", group, guest, export, tuple(args), needs=needs, **more))
+        name = f"{group}/{what}"
+        inputs = signature(guest, export, args)
+        why = CHOICES.get(name) or CHOICES.get(export) or CHOICES.get(group, "")
+        basis: Basis = "choice" if why else "spec"
+        case = Case(name, group, guest, export, tuple(args), needs=_needs(guest, inputs), inputs=inputs, **more)
+        out.append(replace(case, basis=basis, why=why))
 
     def echo(group: str, type_name: str, shape: tuple[int, ...]) -> None:
         dims = (*shape, 0, 0, 0, 0, 0)[:5]
@@ -408,6 +436,12 @@ def describe(code: int, case: Case) -> str:
     return f"{where}: the host wrote past the output, at buffer offset {value}"
 
 
+def kind_of(code: int) -> str:
+    """A nonzero result code's kind, for machines (CaseResult.kind)."""
+    kinds = {1: "errno", 2: "bytes_written", 3: "bytes", 4: "overrun", 9: "bad-case"}
+    return kinds.get(code // 100_000_000, "bad-result") if code >= 0 else "bad-result"
+
+
 # -- assembling the guests -----------------------------------------------------------------------------------------
 
 
@@ -457,115 +491,21 @@ def _i32(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _host_info(session: Session, target: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "name": "wasinn-jupyter",
-        "version": __version__,
-        "wasmtime": _version("wasmtime"),
-        "torch": _version("torch"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    graph = session.host.graphs().get(ECHO)
-    if graph is not None:
-        info["echo_graph"] = {"kind": graph.kind, "device": graph.device}
-    if target == "gpu":
-        info["cuda"] = cuda_available()
-    return info
-
-
-def _modules(session: Session, chosen: list[Case]) -> dict[str, GuestModule | tuple[Status, str]]:
-    """Each guest the chosen cases need, compiled once, or the verdict for its cases where it cannot be."""
-    model: bytes | None = None
-    modules: dict[str, GuestModule | tuple[Status, str]] = {}
-    for guest in sorted({c.guest for c in chosen}):
-        if guest == "load":
-            try:
-                model = identity_torchscript()
-            except ImportError as exc:
-                modules[guest] = "skip", f"needs a PyTorch backend: torch is not importable ({exc})"
-                continue
-        try:
-            modules[guest] = session.compile(assemble(guest, model), name=f"{guest}.wasm")
-        except (GuestError, ValueError) as exc:
-            modules[guest] = "fail", f"the {guest} guest does not build: {exc}"
-    return modules
-
-
-def _run_case(session: Session, module: GuestModule, case: Case) -> tuple[Status, str]:
-    limits = GuestLimits(deadline_s=CASE_DEADLINE_S)
-    try:
-        with session.instantiate(module, label=f"conformance:{case.name}", limits=limits) as guest:
-            code = guest.call_u32(case.export, *case.args, watch=False)
-            host_said = guest.client.last_error
-    except GuestError as exc:
-        where = f" (at {exc.frames[0]})" if exc.frames else ""
-        return "fail", exc.message + where
-    except Exception as exc:  # noqa: BLE001 - whatever a host does wrong fails this case, never the run
-        return "fail", f"the call raised {type(exc).__name__}: {exc}"
-    if code == 0:
-        return "pass", ""
-    detail = describe(code, case)
-    if code // 100_000_000 == 1 and code % 1_000_000 and host_said:  # the errno came with the host's message
-        detail += f" (host: {host_said})"
-    return "fail", detail
-
-
 def run_suite(
     target: str = "cpu",
     session: Session | None = None,
     progress: Callable[[CaseResult], None] | None = None,
     select: str | None = None,
 ) -> Report:
-    """Run the cases (those whose name contains ``select``) against a host; every case gets a fresh instance.
+    """Run the cases (those whose name contains ``select``) against our host; every case gets a fresh instance.
 
     With no ``session``, a new host gets the built-in echo graph for ``target``, and is closed at the end. A given
     session is used as it is (so a test can put its own graph under the name ``echo``) and left open; the echo
-    graph is registered only where it has none.
+    graph is registered only where it has none. Other hosts: ``hosts.run_host``.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
-    if session is None:
-        with Session(Host()) as own:
-            return run_suite(target, own, progress, select)
-    started = time.perf_counter()
-    chosen = [c for c in cases(target) if select is None or select in c.name]
-    report = Report(target)
+    from .hosts import WasinnHost, run_host  # hosts builds on this module
 
-    def record(case: Case, status: Status, detail: str, since: float) -> None:
-        result = CaseResult(case.name, case.group, status, detail, time.perf_counter() - since)
-        report.results.append(result)
-        if progress is not None:
-            progress(result)
-
-    blocked: tuple[Status, str] | None = None  # every case's verdict, where none can run
-    if target == "gpu" and not cuda_available():
-        blocked = "skip", "target gpu: CUDA is not available here (torch.cuda.is_available() is False)"
-    elif ECHO not in session.host.graphs():
-        try:
-            session.host.register(ECHO, "echo", target=target)
-        except Exception as exc:  # noqa: BLE001 - reported as every case's failure
-            blocked = "fail", f"the host could not register the echo graph for target {target}: {exc}"
-    if blocked is not None:
-        for case in chosen:
-            record(case, *blocked, time.perf_counter())
-    else:
-        modules = _modules(session, chosen)
-        for case in chosen:
-            since = time.perf_counter()
-            module = modules[case.guest]
-            verdict = module if isinstance(module, tuple) else _run_case(session, module, case)
-            record(case, *verdict, since)
-    report.duration_s = time.perf_counter() - started
-    report.host_info = _host_info(session, target)
-    return report
+    return run_host(WasinnHost(session), target, select=select, progress=progress)
 
 
 # -- emitting the suite for other hosts ----------------------------------------------------------------------------
@@ -584,9 +524,15 @@ Both guests are reactor modules (no `_start`) that import only the witx function
 `echo.wasm` loads a graph named **`echo`** with `load_by_name`. An echo graph takes any number n of inputs, of any
 tensor type (witx 0 f16, 1 f32, 2 f64, 3 u8, 4 i32, 5 i64) and any shape (rank 0 to 5, zero-sized dimensions
 too), and answers n outputs, output i equal to input i: the same type, the same dims, the same bytes.
-`echo/model.pt` is such a graph for one input only, so with it the cases of several inputs fail: they need an echo
-that takes any number of inputs. `load.wasm` carries `echo/model.pt` in its data and loads it with `load`
-(encodings pytorch 3 and autodetect 5); those cases need a PyTorch backend.
+`echo/model.pt` is such a graph for one input only: the cases whose `needs` hold `several-inputs` need an echo
+that takes several. `load.wasm` carries `echo/model.pt` in its data and loads it with `load` (encodings pytorch 3
+and autodetect 5); those cases say `pytorch` in `needs`: they need a PyTorch backend.
+
+A host whose models have typed inputs of a fixed rank (OpenVINO) needs one identity model per case: each case's
+`inputs` lists, per input index, the tensor types and ranks that index is sent. Where an index is sent more than
+one (`needs`: `any-type-per-input`, `any-rank-per-input`), no such model is the case's echo: the case is not
+expressible on that host. `wasinn conformance --host wasmtime` writes these models itself (see the project's
+RUNNING.md). Cases whose `basis` is `choice` hold an answer the spec leaves open (`why` says whose choice it is).
 
 ## Running one case
 
@@ -663,6 +609,11 @@ def emit(directory: Path, target: str = "cpu") -> list[Path]:
         "version": __version__,
         "target": target,
         "graph": ECHO,
+        "needs": NEEDS,
+        "basis": {
+            "spec": "the spec's text decides the expectation",
+            "choice": "the spec leaves it open; the expectation is a host's choice, said in `why`",
+        },
         "cases": [
             {
                 "name": c.name,
@@ -674,6 +625,9 @@ def emit(directory: Path, target: str = "cpu") -> list[Path]:
                 "expect": c.expect,
                 "counts": c.counts,
                 "needs": list(c.needs),
+                "inputs": [[{"type": TYPE_NAMES[t], "rank": r} for t, r in pairs] for pairs in c.inputs],
+                "basis": c.basis,
+                **({"why": c.why} if c.why else {}),
                 "notes": c.notes,
             }
             for c in table

@@ -1,0 +1,248 @@
+"""What a conformance run found: per case, per group and per host, as text, JSON and Markdown.
+
+One ``Report`` per host. The side-by-side views (``side_by_side``, ``markdown``) take several, in the order the
+hosts were given, and line their cases up by name; a case one host did not run shows as ``-``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pass", "fail", "skip", "not expressible"]
+Basis = Literal["spec", "choice"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "not expressible", "skip")
+SHORT = {"pass": "pass", "fail": "FAIL", "not expressible": "n/e", "skip": "skip"}
+CHOICE_MARK = "†"  # marks a case whose expectation is a host's choice where the spec is silent
+
+
+@dataclass
+class CaseResult:
+    name: str
+    group: str
+    status: Status
+    detail: str  # why it failed, was skipped or is not expressible, in words; empty for a pass
+    duration_s: float
+    # how it failed, for machines: "errno", "bytes", "bytes_written", "overrun", "trap", "crash", "timeout",
+    # "host-error", "no-result", "bad-case"; empty otherwise
+    kind: str = ""
+    code: int | None = None  # the guest's result code, where the guest returned one
+    basis: Basis = "spec"
+
+
+@dataclass(frozen=True)
+class Counts:
+    passed: int = 0
+    failed: int = 0
+    not_expressible: int = 0
+    skipped: int = 0
+
+    @classmethod
+    def of(cls, results: Sequence[CaseResult]) -> Counts:
+        def n(status: Status) -> int:
+            return sum(1 for r in results if r.status == status)
+
+        return cls(n("pass"), n("fail"), n("not expressible"), n("skip"))
+
+    def line(self) -> str:
+        """``N passed, M failed``, then the not expressible and skipped counts where there are any."""
+        text = f"{self.passed} passed, {self.failed} failed"
+        if self.not_expressible:
+            text += f", {self.not_expressible} not expressible"
+        return text + (f", {self.skipped} skipped" if self.skipped else "")
+
+
+@dataclass
+class Report:
+    """The results of one run on one host, with the counts, a text table and JSON for the CLI."""
+
+    target: str
+    results: list[CaseResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    host_info: dict[str, Any] = field(default_factory=dict)
+    host: str = "wasinn"  # the label the reports use
+
+    @property
+    def counts(self) -> Counts:
+        return Counts.of(self.results)
+
+    @property
+    def passed(self) -> int:
+        return self.counts.passed
+
+    @property
+    def failed(self) -> int:
+        return self.counts.failed
+
+    @property
+    def skipped(self) -> int:
+        return self.counts.skipped
+
+    @property
+    def not_expressible(self) -> int:
+        return self.counts.not_expressible
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def summary_line(self) -> str:
+        return self.counts.line()
+
+    def groups(self) -> dict[str, Counts]:
+        """Counts per group, in the order the groups first ran."""
+        order: dict[str, list[CaseResult]] = {}
+        for r in self.results:
+            order.setdefault(r.group, []).append(r)
+        return {group: Counts.of(results) for group, results in order.items()}
+
+    def title(self) -> str:
+        """The host as the reports name it: label, exact version and backend."""
+        info = self.host_info
+        parts = [str(info.get("version_line") or f"{info.get('name', self.host)} {info.get('version', '')}".strip())]
+        if info.get("backend"):
+            parts.append(f"backend {info['backend']}")
+        return ", ".join(parts)
+
+    def table(self) -> str:
+        rows = [("case", "status", "detail")] + [(r.name, r.status, r.detail) for r in self.results]
+        name_w = max(len(r[0]) for r in rows)
+        status_w = max(len(r[1]) for r in rows)
+        lines = [f"{a:<{name_w}}  {b:<{status_w}}  {c}".rstrip() for a, b, c in rows]
+        lines.insert(1, f"{'-' * name_w}  {'-' * status_w}  {'-' * 6}")
+        return "\n".join(lines)
+
+    def group_lines(self) -> str:
+        groups = self.groups()
+        width = max((len(g) for g in groups), default=0)
+        return "\n".join(f"{group:<{width}}  {counts.line()}" for group, counts in groups.items())
+
+    def to_json(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "suite": "wasi-nn echo-model conformance",
+            "host_label": self.host,
+            "target": self.target,
+            "host": self.host_info,
+            "counts": {
+                "passed": counts.passed,
+                "failed": counts.failed,
+                "not_expressible": counts.not_expressible,
+                "skipped": counts.skipped,
+                "total": len(self.results),
+            },
+            "groups": {g: asdict(c) for g, c in self.groups().items()},
+            "ok": self.ok,
+            "duration_s": round(self.duration_s, 3),
+            "cases": [asdict(r) for r in self.results],
+        }
+
+
+# -- several hosts -------------------------------------------------------------------------------------------------
+
+
+def _names(reports: Sequence[Report]) -> list[str]:
+    seen: dict[str, None] = {}
+    for report in reports:
+        for r in report.results:
+            seen.setdefault(r.name, None)
+    return list(seen)
+
+
+def _by_name(report: Report) -> dict[str, CaseResult]:
+    return {r.name: r for r in report.results}
+
+
+def _groups(reports: Sequence[Report]) -> list[str]:
+    seen: dict[str, None] = {}
+    for report in reports:
+        for group in report.groups():
+            seen.setdefault(group, None)
+    return list(seen)
+
+
+def side_by_side(reports: Sequence[Report]) -> str:
+    """A text table, one row per case and one column per host, then each host's failures in words."""
+    names = _names(reports)
+    by_host = [_by_name(r) for r in reports]
+    heads = ["case", *(r.host for r in reports)]
+    rows = [[n, *(SHORT[b[n].status] if n in b else "-" for b in by_host)] for n in names]
+    widths = [max(len(row[i]) for row in [heads, *rows]) for i in range(len(heads))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [line(heads), line(["-" * w for w in widths]), *(line(row) for row in rows), ""]
+    for report in reports:
+        out.append(f"{report.host}: {report.title()}")
+        out += [f"  {group}: {counts.line()}" for group, counts in report.groups().items()]
+        out += [f"  {r.name}: {r.status}: {r.detail}" for r in report.results if r.status != "pass"]
+        out.append(f"  {report.host}: {report.summary_line()} in {report.duration_s:.1f} s")
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _case_cell(result: CaseResult) -> str:
+    mark = f" {CHOICE_MARK}" if result.basis == "choice" else ""
+    return f"`{result.name}`{mark}"
+
+
+def markdown_summary(reports: Sequence[Report]) -> str:
+    """Groups by hosts, side by side, and the cases where the hosts' outcomes differ (the README's table)."""
+    groups = _groups(reports)
+    out = [
+        "| group | " + " | ".join(_cell(r.host) for r in reports) + " |",
+        "|---|" + "---|" * len(reports),
+    ]
+    for group in groups:
+        cells = []
+        for report in reports:
+            counts = report.groups().get(group)
+            cells.append(counts.line() if counts else "-")
+        out.append(f"| {group} | " + " | ".join(cells) + " |")
+    out.append("| **all** | " + " | ".join(f"**{r.summary_line()}**" for r in reports) + " |")
+    out += ["", "Hosts: " + "; ".join(f"**{_cell(r.host)}**: {_cell(r.title())}" for r in reports) + "."]
+    if len(reports) > 1:
+        by_host = [_by_name(r) for r in reports]
+        differing = [n for n in _names(reports) if len({b[n].status if n in b else "-" for b in by_host}) > 1]
+        if differing:
+            out += ["", "Cases whose outcomes differ:", ""]
+            out.append("| case | " + " | ".join(_cell(r.host) for r in reports) + " |")
+            out.append("|---|" + "---|" * len(reports))
+            for n in differing:
+                first = next(b[n] for b in by_host if n in b)
+                cells = []
+                for b in by_host:
+                    r = b.get(n)
+                    cells.append("-" if r is None else _cell(r.status + (f": {r.detail}" if r.detail else "")))
+                out.append(f"| {_case_cell(first)} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        f"{CHOICE_MARK} the spec leaves this open; the expectation is a host's choice (cases.json says whose).",
+    ]
+    return "\n".join(out)
+
+
+def markdown(reports: Sequence[Report], title: str = "wasi-nn echo-model conformance") -> str:
+    """The whole report for people: the side-by-side summary, then a table of every case per host."""
+    target = reports[0].target if reports else "cpu"
+    out = [f"# {title}", "", f"Target `{target}`. Each case is one guest export run in a fresh instance.", ""]
+    out += ["## Side by side", "", markdown_summary(reports), ""]
+    for report in reports:
+        out += [
+            f"## {_cell(report.host)}",
+            "",
+            f"{_cell(report.title())}. {report.summary_line()}, in {report.duration_s:.1f} s.",
+            "",
+        ]
+        command = report.host_info.get("command")
+        if command:
+            out += [f"Command per case: `{_cell(str(command))}`", ""]
+        out += ["| case | outcome | detail |", "|---|---|---|"]
+        out += [f"| {_case_cell(r)} | {r.status} | {_cell(r.detail)} |" for r in report.results]
+        out.append("")
+    return "\n".join(out)
