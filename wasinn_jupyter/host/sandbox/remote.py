@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Union
 if TYPE_CHECKING:
     import numpy as np
 
-from ..backends.base import Graph, GraphInfo, TensorInfo
+from ..backends.base import PROPERTY_KINDS, Graph, GraphInfo, PropertySpec, TensorInfo
 from ..encodings import Encoding
 from ..errors import ErrorCode, WasiNNError, fail
 from ..handles import ByteBudget, Limits
@@ -530,6 +530,39 @@ class RemoteGraph(Graph):
             fail(ErrorCode.RUNTIME_ERROR, "sandbox: the worker sent bad output names")
         return {protocol.text(n): t for n, t in zip(names, outputs, strict=True)}
 
+    # -- properties: precision and threads live in the worker; device and residence are fixed here ------------
+
+    abilities = frozenset({"properties"})
+
+    def describe_properties(self) -> dict[str, PropertySpec]:
+        reply = self.process.request(
+            {"op": "properties", "graph": self.handle}, timeout_s=10, what="reading properties"
+        )
+        specs = _checked_specs(reply.get("properties"))
+        if specs is None:
+            self.process.kill("sent malformed properties")
+            fail(ErrorCode.RUNTIME_ERROR, "sandbox: the worker sent malformed properties")
+        device = "cuda:0" if self.device == "cuda" else self.device
+        specs["device"] = PropertySpec(
+            "device", device, "choice", (device,), doc="fixed: the sandbox worker was started for this device"
+        )
+        specs["residence"] = PropertySpec(
+            "residence", "memory", "choice", ("memory",), doc="fixed: outputs cross from the sandbox to host memory"
+        )
+        return specs
+
+    def set_property(self, name: str, value: str) -> None:
+        if name in ("device", "residence"):
+            spec = self.property_spec(name)
+            spec.parse(value)  # invalid_argument, naming the one value it has
+            return
+        if len(name) > 64 or len(value) > 256:
+            fail(ErrorCode.INVALID_ARGUMENT, f"property {name[:64]!r}: name or value too long")
+        self.process.request(
+            {"op": "set_property", "graph": self.handle, "name": name, "value": value},
+            timeout_s=self.compute_timeout_s, what="setting a property",
+        )  # fmt: skip
+
     def free(self) -> None:
         """Let the worker drop this graph (when the guest unloads it)."""
         if self.process.alive:
@@ -537,3 +570,31 @@ class RemoteGraph(Graph):
                 self.process.request({"op": "free", "graph": self.handle}, timeout_s=10, what="freeing a graph")
             except WasiNNError as exc:
                 log.info("sandbox: freeing graph %s: %s", self.name, exc.message)
+
+
+def _checked_specs(raw: object) -> dict[str, PropertySpec] | None:
+    """Property specs a worker sent, checked field by field (None: malformed); only precision and threads."""
+    if not isinstance(raw, list) or len(raw) > 4:
+        return None
+    specs: dict[str, PropertySpec] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            return None
+        name, value, kind, choices = item.get("name"), item.get("value"), item.get("kind"), item.get("choices")
+        low, high, doc = item.get("minimum"), item.get("maximum"), item.get("doc", "")
+        if name not in ("precision", "threads") or name in specs or kind not in PROPERTY_KINDS:
+            return None
+        if not (isinstance(value, str) and len(value) <= 64 and isinstance(doc, str)):
+            return None
+        if choices is not None and not (
+            isinstance(choices, list)
+            and len(choices) <= 8
+            and all(isinstance(c, str) and len(c) <= 16 for c in choices)
+        ):
+            return None
+        if any(b is not None and type(b) not in (int, float) for b in (low, high)):
+            return None
+        specs[name] = PropertySpec(
+            name, value, kind, tuple(choices) if choices is not None else None, low, high, protocol.text(doc)[:200]
+        )
+    return specs

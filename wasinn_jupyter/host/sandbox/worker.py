@@ -12,7 +12,8 @@ Zygote requests: ``fork`` (fd: the new worker's socket; budget, device) → its 
 status once reaped (negative: the signal), or null.
 
 Worker requests (``op``): ``load`` (fd: the archive) → input names and info; ``run`` (fd: the inputs) → output
-descriptors, then ``outputs`` (fd: shared memory the host sized) or ``drop``; ``free``. Every reply carries
+descriptors, then ``outputs`` (fd: shared memory the host sized) or ``drop``; ``free``; ``properties`` (graph) →
+the specs of its precision and threads; ``set_property`` (graph, name, value). Every reply carries
 ``data``: how many bytes this process's data segment has grown since it was ready, which the host charges to the
 guest's budget.
 """
@@ -27,6 +28,7 @@ import signal
 import socket
 import sys
 import zlib  # noqa: F401 - deflated archive entries, loaded before confinement
+from dataclasses import asdict
 from typing import Any
 
 from ..backends import backend_for
@@ -36,6 +38,9 @@ from ..tensors import Tensor
 from . import protocol
 from .confine import confine, die_with_parent
 
+# What a sandboxed graph's worker changes (the host keeps device and residence fixed: the worker was started for
+# one device and confined there, and outputs always cross to host memory).
+SANDBOX_PROPERTIES = ("precision", "threads")
 MAX_NAMES = 256  # input or output names a reply carries (each cut to MAX_NAME characters)
 MAX_NAME = 128
 
@@ -106,7 +111,22 @@ class Worker:
         if op == "free":
             self.graphs.pop(message.get("graph"), None)  # type: ignore[arg-type]
             return {"ok": True}
+        if op == "properties":
+            specs = self._graph(message).describe_properties()
+            return {"ok": True, "properties": [asdict(specs[k]) for k in SANDBOX_PROPERTIES if k in specs]}
+        if op == "set_property":
+            name, value = message.get("name"), message.get("value")
+            if name not in SANDBOX_PROPERTIES or not isinstance(value, str):
+                fail(ErrorCode.INVALID_ARGUMENT, f"a sandboxed graph's property {name!r} cannot be set")
+            self._graph(message).set_property(name, value)
+            return {"ok": True}
         raise protocol.ProtocolError(f"unknown request {op!r}")
+
+    def _graph(self, message: dict[str, Any]) -> Any:
+        graph = self.graphs.get(message.get("graph"))  # type: ignore[arg-type]
+        if graph is None:
+            fail(ErrorCode.INVALID_ARGUMENT, "this graph was freed")
+        return graph
 
     def load(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         size = message["size"]
