@@ -36,9 +36,7 @@ def ship(source: Any, encoding: Encoding, ray: Any, model_dirs: list[str] | None
         from ..host.registry import Registry
 
         named = backend_for_source(source, encoding).model_file(Path(source).expanduser())
-        path = Registry(model_dirs=[Path(d) for d in model_dirs] if model_dirs is not None else None).check_path(
-            named
-        )
+        path = Registry(model_dirs=[Path(d) for d in model_dirs] if model_dirs is not None else None).check_path(named)
         try:
             data = path.read_bytes()
         except OSError as exc:
