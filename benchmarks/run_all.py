@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model", "guest_models")
+SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model", "guest_models", "wit_throughput")
 WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models"}
 
 
