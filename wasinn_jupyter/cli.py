@@ -48,6 +48,7 @@ from .host import (
     Session,
     Target,
     WasiNNError,
+    WasinnError,
     WasiOptions,
     abandoned_workers,
     encodings_dialect,
@@ -126,6 +127,16 @@ def _guest_arg(text: str) -> str:
     return _utf8(text, "guest argument")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 or more")
+    return value
+
+
 def _seconds(text: str) -> float:
     """A deadline: NaN, infinity, zero or less would each quietly mean "no limit" (or none at all)."""
     try:
@@ -148,6 +159,37 @@ def _count(text: str) -> int:
     return value
 
 
+def _host_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags ``wasinn run`` and ``wasinn map`` share: the guest's world, its graphs and its limits."""
+    parser.add_argument("--dir", type=_dir, action="append", default=[], metavar="HOST[::GUEST]", help="preopen a dir")
+    parser.add_argument("--env", type=_env, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--nn-preload", type=_preload, action="append", default=[], metavar="NAME:ENCODING:TARGET:PATH",
+        help="register a graph by name (WasmEdge's form; target cpu, gpu or auto)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--nn-graph", type=_graph, action="append", default=[], metavar="ENCODING::DIR",
+        help="register DIR/model.pt under DIR's name (wasmtime's form)",
+    )  # fmt: skip
+    parser.add_argument("--cpu-fallback", action="store_true", help="run gpu graphs on the CPU when there is no CUDA")
+    parser.add_argument("--model-dir", action="append", help="allow model files only below these directories")
+    parser.add_argument("--errno-dialect", choices=["auto", "spec", "wasmedge"], default="auto")
+    parser.add_argument("--deadline", type=_seconds, help="stop the guest after this many seconds")
+    parser.add_argument("--fuel", type=_count, help="stop the guest after this much fuel")
+    parser.add_argument("--max-memory", type=_count, default=GuestLimits.memory_bytes, help="guest memory limit, bytes")
+    parser.add_argument(
+        "--guest-models", choices=GUEST_MODEL_MODES, default="sandbox",
+        help="what `load` does with a guest's model bytes (code): run them in a confined worker process (default), "
+        "in this process (for guests you trust as yourself), or refuse them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-guest-bytes", type=_count, metavar="BYTES",
+        help="the guest's memory budget on the host: its tensors, its models' memory (default: a quarter of RAM, "
+        "at most 4 GiB)",
+    )  # fmt: skip
+    parser.add_argument("--timeline", action="store_true", help="print a summary of the wasi-nn calls at exit")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wasinn", description="A wasi-nn host backed by PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the host does")
@@ -155,35 +197,36 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a command guest (.wasm or .wat)")
-    run.add_argument("--dir", type=_dir, action="append", default=[], metavar="HOST[::GUEST]", help="preopen a dir")
-    run.add_argument("--env", type=_env, action="append", default=[], metavar="KEY=VALUE")
+    _host_flags(run)
     run.add_argument(
-        "--nn-preload", type=_preload, action="append", default=[], metavar="NAME:ENCODING:TARGET:PATH",
-        help="register a graph by name (WasmEdge's form; target cpu, gpu or auto)",
+        "--ray", metavar="auto|local|ADDRESS",
+        help="serve the preloaded graphs by Ray actors on this cluster (auto: RAY_ADDRESS or a `ray start` here, "
+        "else a local one); needs pip install 'wasinn-jupyter[ray]'",
     )  # fmt: skip
-    run.add_argument(
-        "--nn-graph", type=_graph, action="append", default=[], metavar="ENCODING::DIR",
-        help="register DIR/model.pt under DIR's name (wasmtime's form)",
-    )  # fmt: skip
-    run.add_argument("--cpu-fallback", action="store_true", help="run gpu graphs on the CPU when there is no CUDA")
-    run.add_argument("--model-dir", action="append", help="allow model files only below these directories")
-    run.add_argument("--errno-dialect", choices=["auto", "spec", "wasmedge"], default="auto")
-    run.add_argument("--deadline", type=_seconds, help="stop the guest after this many seconds")
-    run.add_argument("--fuel", type=_count, help="stop the guest after this much fuel")
-    run.add_argument("--max-memory", type=_count, default=GuestLimits.memory_bytes, help="guest memory limit, bytes")
-    run.add_argument(
-        "--guest-models", choices=GUEST_MODEL_MODES, default="sandbox",
-        help="what `load` does with a guest's model bytes (code): run them in a confined worker process (default), "
-        "in this process (for guests you trust as yourself), or refuse them",
-    )  # fmt: skip
-    run.add_argument(
-        "--max-guest-bytes", type=_count, metavar="BYTES",
-        help="the guest's memory budget on the host: its tensors, its models' memory (default: a quarter of RAM, "
-        "at most 4 GiB)",
-    )  # fmt: skip
-    run.add_argument("--timeline", action="store_true", help="print a summary of the wasi-nn calls at exit")
+    run.add_argument("--replicas", type=_positive, default=1, help="with --ray: actors per graph (default 1)")
+    run.add_argument("--num-gpus", type=float, default=0, help="with --ray: GPUs per actor (default 0)")
     run.add_argument("guest", type=Path)
     run.add_argument("args", nargs=argparse.REMAINDER, type=_guest_arg)
+
+    mapper = sub.add_parser(
+        "map", help="run a command guest once per input, on a pool of workers or on Ray",
+        description="Run GUEST once per input; {} in ARGS stands for the input's path as the guest sees it (its "
+        "directory is preopened first, as --input-mount). Results go to stdout as JSON lines in input order, then a "
+        "summary line; exit 1 when any input failed.",
+    )  # fmt: skip
+    mapper.add_argument("guest", type=Path)
+    mapper.add_argument("--over", required=True, metavar="DIR|GLOB|FILE.txt", help="the inputs (a .txt lists paths)")
+    mapper.add_argument("--workers", type=_positive, help="worker processes or actors (default: one per CPU)")
+    mapper.add_argument(
+        "--ray", metavar="auto|local|ADDRESS",
+        help="run the workers as Ray actors on this cluster instead of local processes",
+    )  # fmt: skip
+    mapper.add_argument(
+        "--input-mount", default=".", type=_guest_arg, metavar="GUEST",
+        help="the guest path of each input's directory (default .: {} is then the file's name)",
+    )  # fmt: skip
+    _host_flags(mapper)
+    mapper.add_argument("args", nargs="*", type=_guest_arg, metavar="-- ARGS")
 
     conf = sub.add_parser("conformance", help="run the echo-model conformance suite against this host")
     conf.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
@@ -195,6 +238,20 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     conf.add_argument("--emit", type=Path, metavar="DIR", help="write the suite's guests for another host, then exit")
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``wasinn map``'s guest arguments are all that follows ``--`` (argparse cannot put a
+    positional list after flags that follow another positional)."""
+    cut = argv.index("--") if "--" in argv else -1
+    if cut < 0 or "map" not in argv[:cut]:
+        return parser.parse_args(argv)
+    args = parser.parse_args(argv[:cut])
+    try:
+        args.args = [*args.args, *(_guest_arg(a) for a in argv[cut + 1 :])]
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,10 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(_parser(), list(sys.argv[1:] if argv is None else argv))
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="wasinn: %(message)s")
         if args.command == "run":
             return _run(args)
+        if args.command == "map":
+            from .scale.command import run_map
+
+            return run_map(args)
         return _conformance(args)
     except KeyboardInterrupt:
         print("wasinn: interrupted", file=sys.stderr)
@@ -234,9 +295,18 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"wasinn: {what} is not run by this host: load_by_name answers not found", file=sys.stderr)
                 continue
             source = "echo" if path == "echo" else path
-            host.register(name, source, encoding, target)  # a CPU fallback is logged as a warning
+            if args.ray is not None:
+                from .scale.ray_graphs import register_ray_graph
+
+                options = {"replicas": args.replicas, "num_gpus": args.num_gpus, "address": args.ray}
+                register_ray_graph(host, name, source, encoding=encoding, target=target, **options)
+            else:
+                host.register(name, source, encoding, target)  # a CPU fallback is logged as a warning
     except WasiNNError as exc:
         print(f"wasinn: cannot register graph: {exc}", file=sys.stderr)
+        return 1
+    except WasinnError as exc:  # Ray missing, or its cluster out of reach
+        print(f"wasinn: {exc}", file=sys.stderr)
         return 1
     dialect = args.errno_dialect
     by_encoding = encodings_dialect(encoding for _, encoding, _, _ in preloads)
