@@ -33,10 +33,16 @@ def load_ipython_extension(ipython: Any) -> None:
     if any(isinstance(c, WasinnMagics) for c in ipython.configurables):
         return
     ipython.register_magics(WasinnMagics(ipython))  # Magics.__init__ adds itself to ipython.configurables
+    from ..panel import load as load_panel_feed
+
+    load_panel_feed(ipython)  # in a kernel: the comm that feeds the JupyterLab timeline panel
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove ``%wasinn``, and drop the guests and graphs it held."""
+    from ..panel import unload as unload_panel_feed
+
+    unload_panel_feed(ipython)
     for magics in [c for c in ipython.configurables if isinstance(c, WasinnMagics)]:
         if hasattr(magics, "guests"):  # not a half-made one (a bad %config value stops __init__ midway)
             magics.close()
