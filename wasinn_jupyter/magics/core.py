@@ -57,6 +57,7 @@ from ..host import (
     Tensor,
     TensorInfo,
     WasiNNError,
+    WasinnError,
     default_guest_bytes,
     parse_dir,
     parse_env,
@@ -102,11 +103,44 @@ def _run_parser() -> None:
     """
 
 
+@magic_arguments.magic_arguments(name="wasinn map")
+@argument("name", help="a command guest (one with _start) from %%%%wasinn guest")
+@argument("--over", required=True, metavar="DIR|GLOB|FILE.txt", help="the inputs (a .txt file lists paths)")
+@argument("--workers", type=int, default=None, help="worker processes or actors (default: one per CPU)")
+@argument("--ray", default=None, metavar="auto|local|ADDRESS", help="run the workers as Ray actors on this cluster")
+@argument(
+    "--dir", action="append", default=[], metavar="HOST[::GUEST]",
+    help="preopen a directory too, after the input's (repeatable)",
+)  # fmt: skip
+@argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
+@argument(
+    "--nn-preload", action="append", default=[], metavar="NAME:ENCODING:TARGET:PATH",
+    help="a graph for the workers (the kernel's graphs loaded from files, and echo, go to them anyway)",
+)  # fmt: skip
+@argument("--input-mount", default=".", metavar="GUEST", help="the guest path of each input's directory")
+@argument("-o", "--output", default=None, metavar="VAR", help="store the MapSummary (every result) in this variable")
+def _map_parser() -> None:
+    """%wasinn map NAME --over DIR|GLOB|FILE.txt [-- ARGS]: run a command guest once per input, on workers.
+
+    {} in ARGS stands for each input's path as the guest sees it (its directory is preopened first); without {}
+    the path is appended. Workers are local processes (or Ray actors with --ray), each compiling the guest once
+    and loading each graph once. A progress bar shows done, failed and rate; every worker's wasi-nn calls reach
+    this kernel's timeline, tagged with node and worker. A guest that traps or runs past the deadline
+    (%config WasinnMagics.deadline) fails that input only.
+    """
+
+
 @magic_arguments.magic_arguments(name="wasinn load")
 @argument("name", help="the name guests use with load_by_name")
 @argument("source", help="echo, a .pt/.pt2 file or a directory, or a notebook variable holding a torch model")
 @argument("--encoding", "-e", default="autodetect", help="graph encoding (pytorch or autodetect)")
 @argument("--target", "-t", default=None, help="cpu or gpu (default: WasinnMagics.target)")
+@argument(
+    "--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+    help="serve it by Ray actors (on the cluster ADDRESS names: auto, the default, or local, or HOST:PORT)",
+)  # fmt: skip
+@argument("--replicas", type=int, default=1, help="with --ray: how many actors serve it (default 1)")
+@argument("--num-gpus", type=float, default=0, help="with --ray: GPUs per actor (default 0)")
 def _load_parser() -> None:
     """%wasinn load NAME SOURCE: register a graph by name, and show what is known of it.
 
@@ -156,6 +190,7 @@ def _reset_parser() -> None:
 SUBCOMMANDS: dict[str, tuple[Callable[[], None], bool]] = {  # name -> (parser function, takes a cell)
     "guest": (_guest_parser, True),
     "run": (_run_parser, False),
+    "map": (_map_parser, False),
     "load": (_load_parser, False),
     "compute": (_compute_parser, True),
     "list": (_list_parser, False),
@@ -360,6 +395,10 @@ class WasinnMagics(Magics):
         if sub not in SUBCOMMANDS:
             raise UsageError(f"%wasinn: unknown subcommand {sub!r} (one of {', '.join(SUBCOMMANDS)}; --help)")
         fn, takes_cell = SUBCOMMANDS[sub]
+        guest_args: list[str] = []
+        if sub == "map" and "--" in argv:  # the guest's arguments are all that follows --
+            cut = argv.index("--")
+            argv, guest_args = argv[:cut], argv[cut + 1 :]
         own = argv[1:]
         if sub == "run":  # after the guest's name, everything belongs to the guest
             own = own[: next((i for i, a in enumerate(own) if not a.startswith("-")), len(own))]
@@ -375,6 +414,8 @@ class WasinnMagics(Magics):
             raise UsageError(f"%%wasinn {sub} is a cell magic: put it on the first line of a cell")
         if not takes_cell and cell is not None:
             raise UsageError(f"%wasinn {sub} is a line magic: it takes no cell")
+        if sub == "map":
+            args.guest_args = guest_args
         return getattr(self, f"_{sub}")(args, cell)
 
     # -- guest ------------------------------------------------------------------------------------------------
@@ -458,14 +499,83 @@ class WasinnMagics(Magics):
         if code != 0:
             raise _blame(CellError(f"guest {args.name!r} exited with code {code}"), guest)
 
+    # -- map ----------------------------------------------------------------------------------------------------
+
+    def _map(self, args: argparse.Namespace, cell: None) -> Any:
+        from ..scale import MapError, MapJob, Preload, expand_inputs, map_inputs
+
+        entry = self._entry(args.name)
+        if "_start" not in entry.exports:
+            raise CellError(f"guest {args.name!r} is not a command (it exports no _start)")
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o {args.output}: not a Python variable name")
+        if args.workers is not None and args.workers < 1:
+            raise UsageError("--workers: expected 1 or more")
+        try:
+            inputs = expand_inputs(args.over)
+            dirs = [parse_dir(spec) for spec in args.dir]
+            env = dict(parse_env(spec) for spec in args.env)
+            preloads = [_preload(spec) for spec in args.nn_preload]
+        except ValueError as exc:
+            raise UsageError(f"%wasinn map: {exc}") from None
+        host = self._live_session().host
+        named = {p.name for p in preloads}
+        for name, info in host.graphs().items():  # the kernel's graphs that a worker can load too
+            if name in named:
+                continue
+            if info.kind == "echo":
+                preloads.append(Preload(name, "autodetect", "cpu", "echo"))
+            elif info.source and Path(info.source).is_file() and "on Ray" not in info.kind:
+                preloads.append(Preload(name, "autodetect", str(self.target), info.source))
+            else:
+                print(f"graph {name!r} ({info.kind}) stays in this kernel: map workers get only graphs from files")
+        job = MapJob(
+            wasm=entry.compiled.wasm,
+            guest_name=args.name,
+            args=list(args.guest_args),
+            preloads=preloads,
+            dirs=[(str(Path(h).resolve()), g) for h, g in dirs],
+            env=env,
+            mount=args.input_mount,
+            memory_bytes=self.memory_limit,
+            deadline_s=self.deadline or None,
+            cpu_fallback=self.cpu_fallback,
+            guest_models=self.guest_models,
+            max_guest_bytes=self.max_guest_bytes,
+        )
+        progress = _map_progress(self.shell)
+        try:
+            summary = map_inputs(
+                job, inputs, workers=args.workers, ray=args.ray, progress=progress, timeline=host.timeline
+            )
+        except (MapError, WasinnError) as exc:
+            raise CellError(f"%wasinn map: {exc}") from None
+        if args.output is not None:
+            self._shell.user_ns[args.output] = summary
+        for result in summary.results:
+            if not result.ok:
+                why = result.error or result.stderr.strip().splitlines()[-1:] or ["no output"]
+                print(f"{result.input}: exit {result.exit_code}: {why if isinstance(why, str) else why[0]}")
+        return summary
+
     # -- graphs -----------------------------------------------------------------------------------------------
 
     def _load(self, args: argparse.Namespace, cell: None) -> GraphCard:
         source = self._source(args.source)
         target = args.target or self.target
-        info = self._live_session().host.register(
-            args.name, source, Encoding.parse(args.encoding), Target.parse(target)
-        )
+        host = self._live_session().host
+        if args.ray is not None:
+            from ..scale.ray_graphs import register_ray_graph
+
+            options = {"replicas": args.replicas, "num_gpus": args.num_gpus, "address": args.ray}
+            try:
+                info = register_ray_graph(host, args.name, source, encoding=args.encoding, target=target, **options)
+            except (WasinnError, ValueError) as exc:
+                if isinstance(exc, WasiNNError):
+                    raise
+                raise CellError(str(exc)) from None
+        else:
+            info = host.register(args.name, source, Encoding.parse(args.encoding), Target.parse(target))
         self._seen_outputs.pop(args.name, None)
         return GraphCard(info)
 
@@ -606,6 +716,33 @@ class WasinnMagics(Magics):
             compiled = compile_source(driver_wat(), "wat", name="driver", cache_dir=self.cache_dir or None)
             self._driver = session.compile(compiled.wasm, name="driver")
         return session.instantiate(self._driver, limits=self.limits(), label="driver")
+
+
+def _preload(spec: str) -> Any:
+    """``--nn-preload NAME:ENCODING:TARGET:PATH`` (ValueError when it is not that)."""
+    from ..scale import Preload
+
+    parts = spec.split(":", 3)
+    if len(parts) != 4 or not all(parts):
+        raise ValueError(f"--nn-preload {spec!r}: expected NAME:ENCODING:TARGET:PATH")
+    name, encoding, target, path = parts
+    try:
+        Encoding.parse(encoding), Target.parse(target)
+    except WasiNNError as exc:
+        raise ValueError(f"--nn-preload {spec!r}: {exc.message}") from None
+    return Preload(name, encoding, target, path if path == "echo" else str(Path(path).expanduser().resolve()))
+
+
+def _map_progress(shell: Any) -> Any:
+    """An ipywidgets bar in a kernel (where ipywidgets is installed), else a terminal bar on stderr (a tty's)."""
+    from ..scale.progress import TerminalProgress, WidgetProgress
+
+    if getattr(shell, "kernel", None) is not None:
+        try:
+            return WidgetProgress()
+        except ImportError:
+            pass
+    return TerminalProgress(sys.stderr)
 
 
 def _check_inputs(tensors: list[Tensor]) -> None:

@@ -4,7 +4,8 @@ The caller's side is one dispatcher for both: it hands each worker up to :data:`
 results in any order and gives them back in input order, merges every worker's timeline records into the caller's
 timeline (tagged with node and worker), and retries elsewhere the inputs a dying worker held. A result is accepted
 once, from the worker that was last handed that input, so nothing is lost or reported twice; an input that killed
-:data:`MAX_ATTEMPTS` workers is reported failed instead of killing more.
+:data:`MAX_ATTEMPTS` workers is reported failed instead of killing more (only the input a worker was running when
+it died counts that death; those queued behind it go elsewhere as if new).
 
 Local workers are fresh Python processes (not forks: the caller may hold threads, a wasmtime engine and the
 sandbox's zygote socket, none of which survive a fork; each worker starts its own zygote on its first guest
@@ -230,6 +231,8 @@ class _Dispatch:
         if lost is None:
             return
         log.warning("map worker %s died (%s); its %d input(s) go to other workers", worker, why, len(lost))
+        for index in lost[1:]:  # a worker runs its inputs in order: those behind the first had not started
+            self.attempts[index] -= 1
         for index in reversed(lost):
             if index in self.results:
                 continue

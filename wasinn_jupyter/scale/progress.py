@@ -71,7 +71,7 @@ class WidgetProgress:
     """An ipywidgets bar with the same words beside it (``%wasinn map`` in a notebook); failures turn it red."""
 
     def __init__(self, display: Any = None) -> None:
-        import ipywidgets  # lazily: only a notebook front-end makes one
+        import ipywidgets  # type: ignore[import-untyped]  # lazily: only a notebook front-end makes one
 
         self.bar = ipywidgets.IntProgress(value=0, min=0, max=1, description="map", bar_style="info")
         self.label = ipywidgets.Label(value="starting workers")
