@@ -233,6 +233,11 @@ class Backend:
 class ExecutionContext:
     """Inputs by index, one compute, outputs by index: the witx call sequence, backend-independent."""
 
+    # Tokens the last compute produced: a prompt graph's context sets it; the timeline records it (tokens/s).
+    tokens: int | None = None
+    # The execution target its graph was loaded for (cpu, gpu, tpu), noted by the client for the timeline.
+    target: str | None = None
+
     def __init__(self, graph: Graph, budget: ByteBudget | None = None) -> None:
         self.graph = graph
         self.budget = budget or ByteBudget(1 << 62)
@@ -301,11 +306,31 @@ class ExecutionContext:
             fail(ErrorCode.INVALID_ARGUMENT, f"output index {index} is out of range (graph gave {len(self.outputs)})")
         return self.outputs[index]
 
+    # WasmEdge's token streaming (compute_single / get_output_single / fini_single): only prompt graphs stream
+    # (backends/lm.py); every other context answers unsupported_operation.
+    def compute_single(self) -> None:
+        fail(ErrorCode.UNSUPPORTED_OPERATION, "compute_single (token streaming) needs a prompt graph; this is not one")
+
+    def get_output_single(self, index: int) -> Tensor:
+        self.compute_single()
+        raise AssertionError("unreachable")
+
+    def fini_single(self) -> None:
+        self.compute_single()
+
     def compute_named(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The phase-3 single call: named tensors in, named tensors out."""
+        """The phase-3 single call: named tensors in, named tensors out.
+
+        A graph that declares its input names takes exactly those (in any order). One that declares none takes
+        ``input0``, ``input1``... by position, or, with other names, the tensors in the order given (the echo
+        graph then gives each output the name of its input).
+        """
         names = self.graph.input_names()
         if names is None:
             ordered = list(inputs.values())
+            positional = [f"input{i}" for i in range(len(inputs))]
+            if set(inputs) == set(positional):
+                ordered = [inputs[n] for n in positional]
         else:
             unknown = sorted(set(inputs) - set(names))
             missing = [n for n in names if n not in inputs]
@@ -326,6 +351,7 @@ class ExecutionContext:
             out_names = list(inputs)  # a graph that declares no names (echo) keeps the caller's
         else:
             out_names = [f"output{i}" for i in range(len(self.outputs))]
+        self.output_names = out_names[: len(self.outputs)]  # what named_outputs reads later
         return dict(zip(out_names, self.outputs, strict=False))
 
     def _drop_inputs(self) -> None:
