@@ -15,7 +15,9 @@ that receives it (wasmtime fails the call otherwise). Errors carry the WIT ``err
 the witx errnos: :func:`~wasinn_jupyter.host.errors.wit_code`) and the host's message as ``data``.
 
 Graph properties (wasi-nn PR 80) are the graph methods ``list-properties``, ``get-property`` and ``set-property``
-as the proposal's WIT declares them (``wit/phase3``); guests built from the plain WIT never see them.
+as the proposal's WIT declares them, and the prompt interface (PR 79) is ``init(graph) -> context`` and
+``context.compute(string) -> result<string, string>`` (``wit/phase3``); guests built from the plain WIT never
+see either.
 """
 
 from __future__ import annotations
@@ -103,13 +105,13 @@ class WitBinding:
         self.graphs: _Table[int] = _Table("graph", MAX_TENSORS)
         self.contexts: _Table[int] = _Table("graph-execution-context", MAX_TENSORS)
         self.errors: _Table[WasiNNError] = _Table("error", MAX_ERRORS)
-        self.prompts: _Table[Any] = _Table("prompt context", MAX_TENSORS)
+        self.prompts: _Table[int | WasiNNError] = _Table("prompt context", MAX_TENSORS)
         self._charged: dict[int, int] = {}  # tensor rep -> bytes charged to the budget
 
     # -- defining -----------------------------------------------------------------------------------------------
 
     def define(self, linker: Linker, *, properties: bool = True) -> None:
-        """The four interfaces (and the graph property methods) into ``linker``."""
+        """The four interfaces into ``linker``; with ``properties``, the proposals too (graph properties, prompt)."""
         with linker.root() as root:
             with root.add_instance(interface("errors")) as errors:
                 errors.add_resource("error", ResourceType.host(ERROR_TYPE), self._drop_error)
@@ -122,9 +124,7 @@ class WitBinding:
                 add_func(tensor, "[method]tensor.ty", self.tensor_ty)
                 add_func(tensor, "[method]tensor.data", self.tensor_data)
             with root.add_instance(interface("inference")) as inference:
-                inference.add_resource(
-                    "graph-execution-context", ResourceType.host(CONTEXT_TYPE), self._drop_context
-                )
+                inference.add_resource("graph-execution-context", ResourceType.host(CONTEXT_TYPE), self._drop_context)
                 add_func(inference, "[method]graph-execution-context.compute", self.compute)
             with root.add_instance(interface("graph")) as graph:
                 graph.add_resource("graph", ResourceType.host(GRAPH_TYPE), self._drop_graph)
@@ -135,6 +135,11 @@ class WitBinding:
                     add_func(graph, "[method]graph.list-properties", self.list_properties)
                     add_func(graph, "[method]graph.get-property", self.get_property)
                     add_func(graph, "[method]graph.set-property", self.set_property)
+            if properties:
+                with root.add_instance(interface("prompt")) as prompt:
+                    prompt.add_resource("context", ResourceType.host(PROMPT_TYPE), self._drop_prompt)
+                    add_func(prompt, "init", self.prompt_init)
+                    add_func(prompt, "[method]context.compute", self.prompt_compute)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -296,6 +301,38 @@ class WitBinding:
     def _drop_context(self, _store: Any, rep: int) -> None:
         ctx = self.contexts.pop(rep)
         if ctx is not None and not self.client._closed:
+            self._quietly(self.client.finalize_execution_context, ctx)
+
+    # -- prompt (PR 79) ------------------------------------------------------------------------------------------
+
+    def prompt_init(self, store: Any, handle: ResourceAny) -> ResourceHost:
+        """A prompt context on the graph. A failure to make one is kept and told by its first ``compute``."""
+        graph = self.graphs.get(self._rep(store, handle))
+        made: int | WasiNNError
+        try:
+            made = self.client.init_execution_context(graph)
+        except WasiNNError as err:
+            made = err
+        try:
+            rep = self.prompts.add(made)
+        except ComponentFault:
+            if isinstance(made, int):
+                self.client.finalize_execution_context(made)
+            raise
+        return ResourceHost.own(rep, PROMPT_TYPE)
+
+    def prompt_compute(self, store: Any, handle: ResourceAny, text: str) -> Ok | Err:
+        ctx = self.prompts.get(self._rep(store, handle))
+        if isinstance(ctx, WasiNNError):
+            return Err(f"{wit_code(ctx)}: {ctx.message}")
+        try:
+            return Ok(self.client.prompt(ctx, text))
+        except WasiNNError as err:
+            return Err(f"{wit_code(err)}: {err.message}")
+
+    def _drop_prompt(self, _store: Any, rep: int) -> None:
+        ctx = self.prompts.pop(rep)
+        if isinstance(ctx, int) and not self.client._closed:
             self._quietly(self.client.finalize_execution_context, ctx)
 
     # -- closing ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ line, instead. wasmtime lifts a ``list<u8>`` that a guest passes to the host wit
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ class WitComponent:
         self.instance: Instance | None = None
         self.dead: str | None = None  # why the instance can no longer be entered
         self._label = guest.label
+        self._stopping = weakref.WeakMethod(guest._check_stop)  # a host stop is told by the Guest, not here
 
     def instantiate(self, store: Store) -> Instance:
         try:
@@ -88,7 +90,8 @@ class WitComponent:
                 result = func(store, *args)
                 func.post_return(store)
             except BaseException as exc:
-                explained = _explained(exc)
+                check = self._stopping()
+                explained = exc if check is not None and check() else _explained(exc)
                 said = getattr(explained, "message", None) or str(explained).splitlines()[0]
                 self.dead = said.removeprefix("guest trapped: ")
                 if explained is exc:
@@ -107,12 +110,14 @@ class WitComponent:
 
 def _explained(exc: BaseException) -> BaseException:
     """The exception a caller should see: ours for a host fault or the hostcall-fuel trap, else ``exc`` itself."""
-    from ..session import GuestTrap
+    from ..session import GuestTrap, one_line
 
     if isinstance(exc, ComponentFault):
         return GuestTrap(f"guest trapped: {exc}")
     if isinstance(exc, WasmtimeError) and HOSTCALL_FUEL_MESSAGE in str(exc):
         return GuestTrap(f"guest trapped: {hostcall_fuel_hint()}")
+    if type(exc) is WasmtimeError:  # the component model's own checks (a bad handle, say): a trap for a guest
+        return GuestTrap(f"guest trapped: {one_line(str(exc))}")
     return exc
 
 
