@@ -172,6 +172,8 @@ def test_side_by_side_and_markdown(script: Path) -> None:
     assert "| types | 1 passed, 0 failed | 0 passed, 1 failed |" in md
     assert "| **all** | **3 passed, 0 failed** | **0 passed, 2 failed, 1 not expressible** |" in md
     assert "| `handles/graph-never-issued` | pass | fail: the host printed no result" in md
+    assert "| sh | no result printed | 2 | `types/f32[2,3]`: the host printed no result (stdout: 'nothing') |" in md
+    assert "| sh | not expressible | 1 | `multi/2-inputs-f32[2,3]`: the TorchScript identity" in md
     assert "## sh" in md and "Command per case: `sh " in md
 
 

@@ -191,14 +191,27 @@ def _case_cell(result: CaseResult) -> str:
     return f"`{result.name}`{mark}"
 
 
+KIND_WORDS = {
+    "errno": "a wrong errno",
+    "bytes": "wrong output bytes",
+    "bytes_written": "a wrong bytes_written",
+    "overrun": "a write past the output",
+    "trap": "the guest trapped",
+    "crash": "the host crashed",
+    "timeout": "timed out",
+    "host-error": "the host refused to run",
+    "no-result": "no result printed",
+    "bad-case": "a broken case",
+}
+
+
 def markdown_summary(reports: Sequence[Report]) -> str:
-    """Groups by hosts, side by side, and the cases where the hosts' outcomes differ (the README's table)."""
-    groups = _groups(reports)
+    """Groups by hosts, side by side, and each host's failures by kind with an example (the README's table)."""
     out = [
         "| group | " + " | ".join(_cell(r.host) for r in reports) + " |",
         "|---|" + "---|" * len(reports),
     ]
-    for group in groups:
+    for group in _groups(reports):
         cells = []
         for report in reports:
             counts = report.groups().get(group)
@@ -206,20 +219,20 @@ def markdown_summary(reports: Sequence[Report]) -> str:
         out.append(f"| {group} | " + " | ".join(cells) + " |")
     out.append("| **all** | " + " | ".join(f"**{r.summary_line()}**" for r in reports) + " |")
     out += ["", "Hosts: " + "; ".join(f"**{_cell(r.host)}**: {_cell(r.title())}" for r in reports) + "."]
-    if len(reports) > 1:
-        by_host = [_by_name(r) for r in reports]
-        differing = [n for n in _names(reports) if len({b[n].status if n in b else "-" for b in by_host}) > 1]
-        if differing:
-            out += ["", "Cases whose outcomes differ:", ""]
-            out.append("| case | " + " | ".join(_cell(r.host) for r in reports) + " |")
-            out.append("|---|" + "---|" * len(reports))
-            for n in differing:
-                first = next(b[n] for b in by_host if n in b)
-                cells = []
-                for b in by_host:
-                    r = b.get(n)
-                    cells.append("-" if r is None else _cell(r.status + (f": {r.detail}" if r.detail else "")))
-                out.append(f"| {_case_cell(first)} | " + " | ".join(cells) + " |")
+    rows = []
+    for report in reports:
+        by_kind: dict[str, list[CaseResult]] = {}
+        for r in report.results:
+            if r.status in ("fail", "not expressible"):
+                by_kind.setdefault(r.kind or r.status, []).append(r)
+        for kind, results in by_kind.items():
+            first = results[0]
+            choice = sum(1 for r in results if r.basis == "choice" and r.status == "fail")
+            count = f"{len(results)}" + (f" ({choice} {CHOICE_MARK})" if choice else "")
+            what = KIND_WORDS.get(kind, kind)
+            rows.append(f"| {_cell(report.host)} | {what} | {count} | {_case_cell(first)}: {_cell(first.detail)} |")
+    if rows:
+        out += ["", "| host | outcome | cases | for example |", "|---|---|---|---|", *rows]
     out += [
         "",
         f"{CHOICE_MARK} the spec leaves this open; the expectation is a host's choice (cases.json says whose).",
@@ -227,11 +240,29 @@ def markdown_summary(reports: Sequence[Report]) -> str:
     return "\n".join(out)
 
 
+def _differing(reports: Sequence[Report]) -> list[str]:
+    by_host = [_by_name(r) for r in reports]
+    table = ["| case | " + " | ".join(_cell(r.host) for r in reports) + " |", "|---|" + "---|" * len(reports)]
+    for n in _names(reports):
+        if len({b[n].status if n in b else "-" for b in by_host}) < 2:
+            continue
+        first = next(b[n] for b in by_host if n in b)
+        cells = []
+        for b in by_host:
+            r = b.get(n)
+            cells.append("-" if r is None else _cell(r.status + (f": {r.detail}" if r.detail else "")))
+        table.append(f"| {_case_cell(first)} | " + " | ".join(cells) + " |")
+    return table if len(table) > 2 else []
+
+
 def markdown(reports: Sequence[Report], title: str = "wasi-nn echo-model conformance") -> str:
     """The whole report for people: the side-by-side summary, then a table of every case per host."""
     target = reports[0].target if reports else "cpu"
     out = [f"# {title}", "", f"Target `{target}`. Each case is one guest export run in a fresh instance.", ""]
     out += ["## Side by side", "", markdown_summary(reports), ""]
+    differing = _differing(reports) if len(reports) > 1 else []
+    if differing:
+        out += ["## Cases whose outcomes differ", "", *differing, ""]
     for report in reports:
         out += [
             f"## {_cell(report.host)}",
