@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from wasinn_jupyter.host import Host, Session
@@ -69,3 +71,16 @@ def session(host: Host) -> Session:
 @pytest.fixture
 def c_top1() -> str:
     return C_TOP1
+
+
+# A small GPT of the package's own format, trained for about a second on this text, so that tests of the prompt
+# path can check what it says ("the cat s" -> "at on the mat. ..."). Saved once per test session.
+LM_TEXT = b"the cat sat on the mat. " * 6
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from wasinn_jupyter.host.backends import tinygpt
+
+    model = tinygpt.train(LM_TEXT, tinygpt.TinyGPTConfig(n_embd=32, n_layer=2, n_head=2, block_size=32))
+    return tinygpt.save(model, tmp_path_factory.mktemp("tiny-lm"))

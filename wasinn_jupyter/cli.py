@@ -12,8 +12,8 @@ named after the directory and read from ``DIR/model.pt``. A ``--dir`` with one c
 Encoding and target names are case-insensitive. ``GGML`` preloads go to the language-model backend (a Hugging Face
 or wasinn-tinygpt directory, a .gguf file); one whose PATH does not exist, and one of an encoding only WasmEdge runs
 (whisper...), is skipped with a warning, so the guest's ``load_by_name`` answers model-not-found. Either makes the
-guest get WasmEdge's errnos unless ``--errno-dialect`` says otherwise. Exit codes: the guest's own; 1 when the host could not
-set up (bad model, unreadable guest, guest does not compile); 2 for usage errors (one line, no traceback); 130
+guest get WasmEdge's errnos unless ``--errno-dialect`` says otherwise. Exit codes: the guest's own; 1 when the host
+could not set up (bad model, unreadable guest, guest does not compile); 2 for usage errors (one line, no traceback); 130
 when stopped (interrupted, deadline, fuel); 134 when the guest trapped. When a guest ends badly right after a
 failed wasi-nn call (its last), the host's message for that call is printed too, so ``no graph named 'resnet'``
 needs no ``-v``. A guest left blocked in a host call by Ctrl-C does not keep the command alive: it leaves with

@@ -19,6 +19,7 @@ from .lazy import export
 
 if TYPE_CHECKING:
     from .abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
+    from .backends import supported as supported_encodings
     from .backends.base import Graph, GraphInfo, ParameterInfo, PropertySpec, TensorInfo
     from .cuda import cuda_available
     from .encodings import Encoding, Target
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "WASMEDGE_ONLY_ENCODINGS": "abi.dialect",
     "encodings_dialect": "abi.dialect",
+    "supported_encodings": ("backends", "supported"),
     "cuda_available": "cuda",
     "WITX_ERRNO_NAMES": "errors",
     "GuestModule": "module",
@@ -125,6 +127,7 @@ __all__ = [
     "encodings_dialect",
     "parse_dir",
     "parse_env",
+    "supported_encodings",
     "wat_to_wasm",
 ]
 

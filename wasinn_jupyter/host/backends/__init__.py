@@ -1,8 +1,10 @@
 """Backends by encoding: the one table from a graph encoding to what loads it.
 
-``autodetect`` is PyTorch's: it is the one backend that reads archives from bytes. The echo model is not an
-encoding; the word ``echo`` where a model path goes names it, for any encoding (:func:`backend_for_source`).
-Backends are imported only when first asked for, so the echo path never loads torch.
+``autodetect`` is PyTorch's: it is the one backend that reads archives from bytes. ``ggml`` (WasmEdge's LLM
+encoding) is the language-model backend's, which also serves a language model registered as pytorch or
+autodetect (a model directory with a config.json, a .gguf file, a live TinyGPT or transformers model). The
+echo model is not an encoding; the word ``echo`` where a model path goes names it, for any encoding
+(:func:`backend_for_source`). Backends are imported only when first asked for, so the echo path never loads torch.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ ECHO = "echo"
 _TABLE: dict[Encoding, Backend | tuple[str, str]] = {
     Encoding.PYTORCH: ("torch", "TorchBackend"),
     Encoding.AUTODETECT: ("torch", "TorchBackend"),
+    Encoding.GGML: ("lm", "LanguageModelBackend"),  # WasmEdge's LLM encoding: prompt graphs on a causal LM
 }
 _ECHO = ("echo", "EchoBackend")
+_LM = ("lm", "LanguageModelBackend")
 _loaded: dict[tuple[str, str], Backend] = {}
 
 
@@ -54,6 +58,11 @@ def backend_for_source(source: Any, encoding: Encoding) -> Backend:
     """What loads ``source`` registered with ``encoding``: echo for the word ``echo``, else by encoding."""
     if isinstance(source, str) and source == ECHO:
         return _instance(_ECHO)
+    if encoding in (Encoding.PYTORCH, Encoding.AUTODETECT) and _TABLE.get(encoding) == ("torch", "TorchBackend"):
+        from .lm import is_lm_source
+
+        if is_lm_source(source):  # a language model is a PyTorch model too: a directory, a .gguf, a live one
+            return _instance(_LM)
     return backend_for(encoding)
 
 
