@@ -11,7 +11,8 @@ _MEM_MARK = "  ;; Memory and cabi_realloc"
 
 PROPERTY_METHODS = """
     (export "[method]graph.list-properties" (func (param "self" (borrow $g)) (result (list string))))
-    (export "[method]graph.get-property" (func (param "self" (borrow $g)) (param "name" string) (result (option string))))
+    (export "[method]graph.get-property"
+      (func (param "self" (borrow $g)) (param "name" string) (result (option string))))
     (export "[method]graph.set-property"
       (func (param "self" (borrow $g)) (param "name" string) (param "value" string) (result (result (error string)))))
 """
@@ -20,7 +21,8 @@ PROMPT_IMPORT = """
     (alias outer 1 $graph-t (type $g))
     (export "graph" (type $g-e (eq $g)))
     (export "context" (type $ctx (sub resource)))
-    (export "[method]context.compute" (func (param "self" (borrow $ctx)) (param "prompt" string) (result (result string (error string)))))
+    (export "[method]context.compute"
+      (func (param "self" (borrow $ctx)) (param "prompt" string) (result (result string (error string)))))
     (export "init" (func (param "graph" (borrow $g-e)) (result (own $ctx))))
   ))
   (alias export $prompt "context" (type $prompt-ctx))

@@ -102,7 +102,7 @@ def test_dropping_a_resource_twice_or_never_made_traps_in_the_guest_only(session
     text = DOUBLE_DROP.replace(";; @imports\n", imports().split("(component\n", 1)[1].split("  ;; Memory")[0])
     module = session.compile(text, name="double-drop")
     with session.instantiate(module) as guest:
-        with pytest.raises(GuestTrap, match="handle|index|resource"):
+        with pytest.raises(GuestTrap, match=r"handle|index|resource"):
             guest.call("twice", watch=False)
     with session.instantiate(session.compile(assemble_wit())) as guest:  # the host is fine
         assert guest.call("echo", U8, 1, 3, 0, 0, 0, 0, watch=False) == 0

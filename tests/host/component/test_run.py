@@ -38,7 +38,8 @@ def test_a_deadline_stops_a_component(session: Session) -> None:
 
 def test_wasinn_run_takes_the_same_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     echo = write(tmp_path, "cli_echo")
-    assert main(["run", "--nn-preload", "echo:pytorch:cpu:echo", "--env", "A=1", "--dir", str(tmp_path), str(echo)]) == 0
+    flags = ["--nn-preload", "echo:pytorch:cpu:echo", "--env", "A=1", "--dir", str(tmp_path)]
+    assert main(["run", *flags, str(echo)]) == 0
     assert main(["run", str(echo)]) == 1
     assert "load_by_name: no graph named 'echo'" in capsys.readouterr().err
     assert main(["run", "--deadline", "0.2", str(write(tmp_path, "cli_spin"))]) == 130
