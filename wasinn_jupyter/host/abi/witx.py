@@ -21,7 +21,7 @@ from wasmtime import Linker
 from ..encodings import Encoding, Target
 from ..errors import SUCCESS, Dialect, ErrorCode, WasiNNError, fail, witx_errno
 from ..host import Client
-from ..tensors import check_type_code
+from ..tensors import Tensor, check_type_code
 from .extensions import EXTENSION_CONTEXT_FIRST, EXTENSION_SIGNATURES, ExtensionCalls
 from .layout import read_dims, read_tensor
 from .memory import GuestMemory
@@ -38,7 +38,15 @@ MAX_NAME = 4096
 # context (the timeline records the graph's name for them).
 NO_MEMORY = frozenset({"compute", "unload", "finalize_execution_context", "compute_single", "fini_single"})
 CONTEXT_FIRST = frozenset(
-    {"set_input", "compute", "get_output", "finalize_execution_context", "compute_single", "get_output_single"}
+    {
+        "set_input",
+        "compute",
+        "get_output",
+        "finalize_execution_context",
+        "compute_single",
+        "get_output_single",
+        "fini_single",
+    }
     | EXTENSION_CONTEXT_FIRST
 )
 
@@ -74,7 +82,7 @@ class WitxBinding(ExtensionCalls):
 
     def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
         client = self.client
-        graph_of = client.graph_name if call in CONTEXT_FIRST else None
+        graph_of = client.graph_name if call in CONTEXT_FIRST and client.recording else None
         run = client.call
         if call in NO_MEMORY:
 
@@ -164,21 +172,25 @@ class WitxBinding(ExtensionCalls):
         self.client.compute(ctx)
 
     def get_output(self, ctx: int, index: int, out_ptr: int, out_max: int, out_written: int) -> None:
+        self.memory.check_u32(out_written, "get_output: bytes-written out-pointer")
+        self._write_output("get_output", self.client.get_output(ctx, index), index, out_ptr, out_max, out_written)
+
+    def _write_output(
+        self, call: str, tensor: Tensor, index: int, out_ptr: int, out_max: int, out_written: int
+    ) -> None:
         m = self.memory
-        m.check_u32(out_written, "get_output: bytes-written out-pointer")
-        tensor = self.client.get_output(ctx, index)
         nbytes = tensor.nbytes
         if nbytes > out_max:
             # the size needed, saturated: an output of 4 GiB or more can never fit, and a guest that retries with
             # bytes_written as its buffer size must not be told 0
-            m.write_u32(out_written, min(nbytes, 0xFFFFFFFF), "get_output: bytes-written out-pointer")
+            m.write_u32(out_written, min(nbytes, 0xFFFFFFFF), f"{call}: bytes-written out-pointer")
             fail(
                 ErrorCode.TOO_LARGE,
-                f"get_output: output {index} is {nbytes} bytes, the buffer {out_max}; "
+                f"{call}: output {index} is {nbytes} bytes, the buffer {out_max}; "
                 "the size needed is in bytes_written",
             )
-        tensor.copy_into(m.span(out_ptr, nbytes, "get_output: output buffer"))
-        m.write_u32(out_written, nbytes, "get_output: bytes-written out-pointer")
+        tensor.copy_into(m.span(out_ptr, nbytes, f"{call}: output buffer"))
+        m.write_u32(out_written, nbytes, f"{call}: bytes-written out-pointer")
 
     def unload(self, graph: int) -> None:
         self.client.unload(graph)
@@ -186,12 +198,15 @@ class WitxBinding(ExtensionCalls):
     def finalize_execution_context(self, ctx: int) -> None:
         self.client.finalize_execution_context(ctx)
 
+    # WasmEdge's token streaming: prompt graphs only (other contexts answer unsupported_operation); the end of a
+    # reply is errno 100 (end_of_sequence) or 101 (context_full) from compute_single.
     def compute_single(self, ctx: int) -> None:
-        self.client.check_context(ctx)
-        fail(ErrorCode.UNSUPPORTED_OPERATION, "compute_single (token streaming) needs a prompt graph; this is not one")
+        self.client.compute_single(ctx)
 
     def get_output_single(self, ctx: int, index: int, out_ptr: int, out_max: int, out_written: int) -> None:
-        self.compute_single(ctx)
+        self.memory.check_u32(out_written, "get_output_single: bytes-written out-pointer")
+        tensor = self.client.get_output_single(ctx, index)
+        self._write_output("get_output_single", tensor, index, out_ptr, out_max, out_written)
 
     def fini_single(self, ctx: int) -> None:
-        self.compute_single(ctx)
+        self.client.fini_single(ctx)
