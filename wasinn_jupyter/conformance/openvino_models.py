@@ -35,6 +35,8 @@ def version() -> str | None:
 
 def not_expressible(case: Case) -> str | None:
     """Why one OpenVINO model cannot be this case's echo graph, or None when it can."""
+    if not case.inputs:
+        return "the case does not say what its echo graph is sent (Case.inputs is empty), so no model can be chosen"
     if "pytorch" in case.needs:
         return "loads a TorchScript model from guest bytes (encoding pytorch); an OpenVINO backend cannot run it"
     for index, pairs in enumerate(case.inputs):
