@@ -29,6 +29,7 @@ export class TimelinePanel extends Widget {
   private _paused = false;
   private _frame = 0;
   private _pausedAt = 0;
+  private _marks = 0;
   private _selects: Record<keyof IFilter, HTMLSelectElement>;
   private _pause: HTMLButtonElement;
   private _info: HTMLElement;
@@ -120,7 +121,10 @@ export class TimelinePanel extends Widget {
     this._pause.textContent = paused ? 'Resume' : 'Pause';
     this._pause.classList.toggle('jp-mod-accept', paused);
     this.node.dataset.paused = String(paused);
-    if (!paused) {
+    if (paused) {
+      this._showInfo();
+    } else {
+      this._pausedAt = 0;
       this.schedule();
     }
   }
@@ -159,10 +163,8 @@ export class TimelinePanel extends Widget {
     this.renders++;
     this.lastRenderMs = stats.ms;
     const calls = stats.points;
-    const waiting = this._paused ? ` · paused (+${model.size - this._pausedAt})` : '';
-    const lost = model.dropped ? ` · ${model.dropped} not received` : '';
-    const state = this._feed?.connected ? '' : ' · kernel not sending (%load_ext wasinn_jupyter)';
-    this._info.textContent = `${calls} calls shown of ${model.size} records${waiting}${lost}${state}`;
+    this._marks = calls;
+    this._showInfo();
     const d = this.node.dataset;
     d.marks = String(calls);
     d.markers = String(stats.markers);
@@ -187,9 +189,22 @@ export class TimelinePanel extends Widget {
   }
 
   private _onChanged(): void {
-    if (!this._paused) {
+    if (this._paused) {
+      this._showInfo(); // the count of what waits, not a redraw
+    } else {
       this.schedule();
     }
+  }
+
+  private _showInfo(): void {
+    const model = this._feed?.model;
+    if (!model) {
+      return;
+    }
+    const waiting = this._paused ? ` · paused (+${model.size - this._pausedAt})` : '';
+    const lost = model.dropped ? ` · ${model.dropped} not received` : '';
+    const state = this._feed?.connected ? '' : ' · kernel not sending (%load_ext wasinn_jupyter)';
+    this._info.textContent = `${this._marks} calls shown of ${this._paused ? this._pausedAt : model.size} records${waiting}${lost}${state}`;
   }
 
   private _syncControls(): void {
