@@ -5,6 +5,7 @@
     wasinn conformance [--host wasinn|wasmtime[=PATH]]... [--host-command TEMPLATE]... [--host-model FORMAT]
                        [--case-timeout S] [--target cpu|gpu] [--select TEXT] [--allow-empty] [--json FILE]
                        [--markdown FILE|-] [--emit DIR]
+    wasinn workshop [FOLDER] [--port N] [--no-browser] [JUPYTER LAB ARGS...]
     wasinn --version
 
 ``--nn-preload`` is WasmEdge's flag, ``--nn-graph`` wasmtime's (``--wasi nn-graph=ENCODING::DIR``): the graph is
@@ -63,7 +64,9 @@ from .host import (
 )
 
 if TYPE_CHECKING:
-    from .conformance.report import Report
+    from collections.abc import Callable
+
+    from .conformance.report import CaseResult, Report
 
 log = logging.getLogger("wasinn")
 
@@ -237,6 +240,16 @@ def _parser() -> argparse.ArgumentParser:
     _host_flags(mapper)
     mapper.add_argument("args", nargs="*", type=_guest_arg, metavar="-- ARGS")
 
+    workshop = sub.add_parser(
+        "workshop", help="open JupyterLab on the tutorials with the wasi-nn timeline showing",
+        description="Copy the tutorials into FOLDER (kept if already there) and open JupyterLab on the first one "
+        "with the wasi-nn timeline panel open. Arguments after the folder go to jupyter lab.",
+    )  # fmt: skip
+    workshop.add_argument("folder", nargs="?", type=Path, default=Path("wasinn-workshop"))
+    workshop.add_argument("--port", type=_positive, help="the port JupyterLab listens on")
+    workshop.add_argument("--no-browser", action="store_true", help="do not open a browser (print the URL)")
+    workshop.add_argument("lab_args", nargs=argparse.REMAINDER, help="more arguments for jupyter lab")
+
     conf = sub.add_parser("conformance", help="run the echo-model conformance suite against this host")
     conf.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
     conf.add_argument("--json", type=Path, help="write the report as JSON here")
@@ -309,6 +322,10 @@ def _main(argv: Sequence[str] | None) -> int:
             from .scale.command import run_map
 
             return run_map(args)
+        if args.command == "workshop":
+            from .workshop import start
+
+            return start(args.folder, port=args.port, browser=not args.no_browser, extra=args.lab_args)
         return _conformance(args)
     except KeyboardInterrupt:
         print("wasinn: interrupted", file=sys.stderr)
@@ -431,10 +448,12 @@ def _conformance(args: argparse.Namespace) -> int:
     reports = []
     for host in chosen:
         try:
-            reports.append(conformance.run_host(host, args.target, select=args.select))
+            reports.append(conformance.run_host(host, args.target, select=args.select, progress=_ticker(host.label)))
         except hosts.HostUnavailable as exc:
             print(f"wasinn: error: host {host.label} cannot run: {exc}", file=sys.stderr)
             return 2
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)  # the ticker's line
     tested = sum(r.passed + r.failed for r in reports)
     if tested == 0 and not args.allow_empty:
         results = [r for rep in reports for r in rep.results]
@@ -457,6 +476,19 @@ def _conformance(args: argparse.Namespace) -> int:
     for rep in reports:
         print(rep.summary_line() if len(reports) == 1 else f"{rep.host}: {rep.summary_line()}", file=out)
     return 0 if all(r.ok for r in reports) else 1
+
+
+def _ticker(label: str) -> Callable[[CaseResult], None] | None:
+    """On a terminal, a line on stderr that counts the cases as they finish (a peer run takes a while)."""
+    if not sys.stderr.isatty():
+        return None
+    done = [0]
+
+    def tick(result: CaseResult) -> None:
+        done[0] += 1
+        print(f"\r\033[K{label}: {done[0]} cases, last {result.name}: {result.status}", end="", file=sys.stderr)
+
+    return tick
 
 
 def _conformance_usage(message: str) -> int:
