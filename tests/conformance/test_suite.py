@@ -275,3 +275,19 @@ def test_load_cases_skip_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     skipped = {r.name for r in report.results if r.status == "skip"}
     assert skipped == needs_torch and report.failed == 0 and report.passed  # load_by_name cases still run
     assert all(r.detail.startswith("needs a PyTorch backend") for r in report.results if r.status == "skip")
+
+
+def test_the_readme_table_holds_what_our_host_measures(cpu_report: Report) -> None:
+    """The README's side-by-side table (between its conformance markers) has our host's column as it is now: when
+    the cases change, regenerate it with the command the README gives."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    region = readme.split("<!-- conformance:begin -->", 1)[1].split("<!-- conformance:end -->", 1)[0]
+    table = region.strip().split("\n\n", 1)[0]  # the first table: groups by hosts
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if not line.startswith("|---")]
+    header, body = [c.strip() for c in rows[0]], rows[1:]
+    column = header.index("wasinn")
+    ours = {r[0].strip(): r[column].strip().strip("*") for r in body}
+    regenerate = "regenerate it: wasinn conformance --host wasinn --host wasmtime --markdown README.md"
+    expected = {group: counts.line() for group, counts in cpu_report.groups().items()}
+    assert {g: ours.get(g) for g in expected} == expected, regenerate
+    assert ours["**all**"] == cpu_report.summary_line(), regenerate
