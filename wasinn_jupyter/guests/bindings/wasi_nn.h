@@ -133,6 +133,83 @@ wasi_nn_errno_t wasi_nn_unload(wasi_nn_graph_t graph);
 WASI_NN_IMPORT("finalize_execution_context")
 wasi_nn_errno_t wasi_nn_finalize_execution_context(wasi_nn_context_t ctx);
 
+/* WasmEdge's token streaming, on a prompt graph (a language model loaded as GGML): set input 0 to the prompt's
+ * bytes (and input 1 to a metadata JSON object of settings, if any), then call compute_single for one token at a
+ * time and read it with get_output_single(ctx, 0, ...) until compute_single answers END_OF_SEQUENCE (100) or
+ * CONTEXT_FULL (101); PROMPT_TOO_LONG (102) when the prompt leaves no room. Output 1 (of get_output and of
+ * get_output_single) is {"input_tokens": N, "output_tokens": M, ...}. fini_single ends the reply. */
+WASI_NN_IMPORT("compute_single")
+wasi_nn_errno_t wasi_nn_compute_single(wasi_nn_context_t ctx);
+
+WASI_NN_IMPORT("get_output_single")
+wasi_nn_errno_t wasi_nn_get_output_single(wasi_nn_context_t ctx, uint32_t index, uint8_t *buf, uint32_t buf_max,
+                                          uint32_t *bytes_written);
+
+WASI_NN_IMPORT("fini_single")
+wasi_nn_errno_t wasi_nn_fini_single(wasi_nn_context_t ctx);
+
+/* -- wasinn-jupyter's extensions: the phase-3 proposals for core guests (docs/abi/wasinn-extensions.md) -------
+ * Only wasinn-jupyter links these; a guest that imports one runs on no other host. Errors as everywhere: the
+ * errno for the guest, the message in the host's last error. */
+
+/* 28 bytes: a name (UTF-8, name_len bytes; a NUL follows where the host wrote it) and a tensor. */
+typedef struct {
+    const char *name;
+    uint32_t name_len;
+    wasi_nn_tensor_t tensor;
+} wasi_nn_named_tensor_t;
+
+/* What compute_named and get_named_outputs write into the guest's buffer: the count, then the records, whose
+ * pointers point into the same buffer (names, dims, and data 16-byte aligned). */
+typedef struct {
+    uint32_t count;
+    wasi_nn_named_tensor_t tensors[];
+} wasi_nn_named_tensors_t;
+
+/* bf16 has no witx number: the extensions read and write it as 6 (set_input does not accept it). */
+#define WASINN_TYPE_BF16 6
+
+#if defined(__wasm32__)
+_Static_assert(sizeof(wasi_nn_named_tensor_t) == 28, "named tensor is 28 bytes");
+#endif
+
+/* One call: the inputs by the model's names (TorchScript's forward arguments, a torch.export signature; input0,
+ * input1... by position for a model that declares none), in any order. The outputs are laid out in out as a
+ * wasi_nn_named_tensors_t (names: a model's dict keys, else output0, output1...). Short of room: TOO_LARGE, the
+ * size needed in *bytes_written, and the outputs are kept: get_named_outputs reads them without a recompute.
+ * Errnos: INVALID_ARGUMENT for a bad handle, pointer, name (over 256 bytes, not UTF-8, given twice, unknown to
+ * the model, or one the model needs left out), type or size; TOO_LARGE past 256 tensors or the memory budget. */
+WASI_NN_IMPORT("compute_named")
+wasi_nn_errno_t wasi_nn_compute_named(wasi_nn_context_t ctx, const wasi_nn_named_tensor_t *inputs, uint32_t inputs_len,
+                                      uint8_t *out, uint32_t out_max, uint32_t *bytes_written);
+
+/* The last compute's outputs (from compute_named or compute), laid out as compute_named writes them. */
+WASI_NN_IMPORT("get_named_outputs")
+wasi_nn_errno_t wasi_nn_get_named_outputs(wasi_nn_context_t ctx, uint8_t *out, uint32_t out_max,
+                                          uint32_t *bytes_written);
+
+/* Graph properties (wasi-nn PR 80); values are strings. list_properties writes the names, each followed by a
+ * NUL. get_property writes the value's bytes (no NUL), NOT_FOUND for a property the graph does not have.
+ * set_property applies from the next compute (to every guest sharing a graph loaded by name); INVALID_ARGUMENT
+ * for an unknown name or a value out of range. A torch graph has precision (fp32|fp16|bf16), device
+ * (cpu|cuda:N), threads and residence (memory|device); a prompt graph adds its sampling settings. */
+WASI_NN_IMPORT("list_properties")
+wasi_nn_errno_t wasi_nn_list_properties(wasi_nn_graph_t graph, char *buf, uint32_t buf_max, uint32_t *bytes_written);
+
+WASI_NN_IMPORT("get_property")
+wasi_nn_errno_t wasi_nn_get_property(wasi_nn_graph_t graph, const char *name, uint32_t name_len, char *buf,
+                                     uint32_t buf_max, uint32_t *bytes_written);
+
+WASI_NN_IMPORT("set_property")
+wasi_nn_errno_t wasi_nn_set_property(wasi_nn_graph_t graph, const char *name, uint32_t name_len, const char *value,
+                                     uint32_t value_len);
+
+/* Input `index` of ctx becomes output `src_index` of src_ctx, with no copy through linear memory (and none at all
+ * where the producing graph has residence=device and both graphs share its device). */
+WASI_NN_IMPORT("set_input_from_output")
+wasi_nn_errno_t wasi_nn_set_input_from_output(wasi_nn_context_t ctx, uint32_t index, wasi_nn_context_t src_ctx,
+                                              uint32_t src_index);
+
 #undef WASI_NN_IMPORT
 
 /* -- helpers ---------------------------------------------------------------------------------------------- */

@@ -523,6 +523,7 @@ class PromptContext(ExecutionContext):
             self.overrides = {**self.overrides, **parse_wasmedge_options(raw, "metadata (input 1)")}
         else:
             self._end_stream()
+            self._last_count = 0
             self.prompt_ids = self.graph.lm.encode(raw)
             self.reply, self.piece = b"", b""
             self._drop_outputs()
