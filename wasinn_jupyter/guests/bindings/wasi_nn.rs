@@ -80,6 +80,15 @@ pub struct Tensor {
     pub data_len: u32,
 }
 
+/// 28 bytes: a name (UTF-8) and a tensor, for the `compute_named` extension (docs/abi/wasinn-extensions.md).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NamedTensor {
+    pub name: *const u8,
+    pub name_len: u32,
+    pub tensor: Tensor,
+}
+
 /// One graph builder (a model's bytes), 8 bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +99,7 @@ pub struct GraphBuilder {
 
 /// The imports, exactly as the ABI defines them. Every function returns an errno.
 pub mod raw {
-    use super::{GraphBuilder, Tensor};
+    use super::{GraphBuilder, NamedTensor, Tensor};
 
     #[link(wasm_import_module = "wasi_ephemeral_nn")]
     extern "C" {
@@ -116,6 +125,35 @@ pub mod raw {
         ) -> u32;
         pub fn unload(graph: u32) -> u32;
         pub fn finalize_execution_context(ctx: u32) -> u32;
+        /// Token streaming on a prompt graph: one token per call, END_OF_SEQUENCE (100) or CONTEXT_FULL (101) at the end.
+        pub fn compute_single(ctx: u32) -> u32;
+        pub fn get_output_single(ctx: u32, index: u32, buf: *mut u8, buf_max: u32, bytes_written: *mut u32) -> u32;
+        pub fn fini_single(ctx: u32) -> u32;
+    }
+
+    // wasinn-jupyter's extensions (docs/abi/wasinn-extensions.md); only wasinn-jupyter links them.
+    #[link(wasm_import_module = "wasi_ephemeral_nn")]
+    extern "C" {
+        pub fn compute_named(
+            ctx: u32,
+            inputs: *const NamedTensor,
+            inputs_len: u32,
+            out: *mut u8,
+            out_max: u32,
+            bytes_written: *mut u32,
+        ) -> u32;
+        pub fn get_named_outputs(ctx: u32, out: *mut u8, out_max: u32, bytes_written: *mut u32) -> u32;
+        pub fn list_properties(graph: u32, buf: *mut u8, buf_max: u32, bytes_written: *mut u32) -> u32;
+        pub fn get_property(
+            graph: u32,
+            name: *const u8,
+            name_len: u32,
+            buf: *mut u8,
+            buf_max: u32,
+            bytes_written: *mut u32,
+        ) -> u32;
+        pub fn set_property(graph: u32, name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> u32;
+        pub fn set_input_from_output(ctx: u32, index: u32, src_ctx: u32, src_index: u32) -> u32;
     }
 }
 
