@@ -543,7 +543,9 @@ export returns **0** when the host did what wasi-nn requires. For example, case 
     wasmedge --nn-preload echo:PyTorch:{preload}:echo/model.pt --reactor {example_wasm} {example_export} {example_args}
 
 (wasmtime names a graph after its directory, so `./echo` gives the name `echo`, and its pytorch backend reads
-`echo/model.pt`; WasmEdge names it in `--nn-preload NAME:ENCODING:TARGET:PATH`.) Every case, with `jq`:
+`echo/model.pt`; WasmEdge names it in `--nn-preload NAME:ENCODING:TARGET:PATH`. The stock wasmtime CLI has only
+the OpenVINO backend; a pytorch one needs a wasmtime built with `--features pytorch`. `wasinn conformance --host
+wasmtime` runs the stock CLI with an OpenVINO identity model per case.) Every case, with `jq`:
 
     jq -r '.cases[] | [.name, .wasm, .export, (.args | map(tostring) | join(" "))] | @tsv' cases.json |
     while IFS=$'\\t' read -r name wasm export args; do
@@ -551,7 +553,8 @@ export returns **0** when the host did what wasi-nn requires. For example, case 
       [ "$got" = 0 ] && echo "pass  $name" || echo "FAIL  $name  $got"
     done
 
-A trap (wasmtime traps where a guest passes a wild pointer, instead of answering invalid_argument) is a failure.
+A trap (wasmtime traps where a guest passes a wild pointer, instead of answering invalid_argument) or a crash of
+the host process is a failure of that case.
 
 ## Reading a nonzero result
 
