@@ -106,8 +106,12 @@ def lab_command(
 
 def start(folder: Path, *, port: int | None = None, browser: bool = True, extra: list[str] | None = None) -> int:
     """Prepare ``folder`` and run JupyterLab on it until it is stopped; returns JupyterLab's exit status."""
-    prepared = prepare(folder)
-    write_workspace(folder / ".workspaces", prepared.notebooks[0].name)
+    try:
+        prepared = prepare(folder)
+        write_workspace(folder / ".workspaces", prepared.notebooks[0].name)
+    except (OSError, ImportError) as exc:
+        print(f"wasinn: error: cannot set up the workshop in {folder}: {exc}", file=sys.stderr)
+        return 1
     print(
         f"wasinn workshop: {len(prepared.notebooks)} tutorials in {folder}"
         + (f" ({len(prepared.copied)} copied now)" if prepared.copied else " (kept as they were)"),
