@@ -14,7 +14,6 @@ in words. ``run_host`` drives one host through the cases and ``run_hosts`` sever
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -432,14 +431,17 @@ class CommandHost(HostUnderTest):
         self._env = env
         runnable = [c for c in chosen if self.verdict(c) is None]
         model: bytes | None = None
-        if self.model_format == "pytorch" and runnable:
-            model = runner.identity_torchscript()
+        needs_torch = (self.model_format == "pytorch" and runnable) or any(c.guest == "load" for c in runnable)
+        if needs_torch:
+            try:
+                model = runner.identity_torchscript()
+            except ImportError as exc:
+                raise HostUnavailable(f"writing the TorchScript identity model needs torch ({exc})") from exc
+        if self.model_format == "pytorch" and model is not None:
             self._torch_dir = self.scratch / "torch" / ECHO
             self._torch_dir.mkdir(parents=True, exist_ok=True)
             (self._torch_dir / "model.pt").write_bytes(model)
         for guest in sorted({c.guest for c in runnable}):
-            if guest == "load" and model is None:
-                model = runner.identity_torchscript()
             path = self.scratch / "guests" / f"{guest}.wasm"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(runner.assemble(guest, model if guest == "load" else None))
@@ -573,8 +575,3 @@ def parse_host(spec: str, timeout_s: float = CASE_DEADLINE_S) -> HostUnderTest:
     if name == "wasmtime":
         return WasmtimeHost(path or None, timeout_s=timeout_s)
     raise ValueError(f"unknown host {spec!r} (wasinn, wasmtime or wasmtime=PATH; others: --host-command)")
-
-
-def dump(reports: Sequence[Report]) -> str:
-    """JSON for several hosts (one host's report alone is ``Report.to_json``)."""
-    return json.dumps({"hosts": [r.to_json() for r in reports]}, indent=2)
