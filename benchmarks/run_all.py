@@ -1,4 +1,4 @@
-"""Run the four benchmarks, each in its own process, and print a summary table.
+"""Run the benchmarks, each in its own process, and print a summary table.
 
     python benchmarks/run_all.py [--device cpu|cuda] [--only echo_roundtrip,large_tensor,cnn_model,guest_models]
 
@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model", "guest_models", "wit_throughput")
-WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models"}
+SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model", "guest_models", "wit_throughput", "recording", "residence")
+WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models", "residence"}
 
 
 def fmt(seconds: float, unit: str) -> str:
