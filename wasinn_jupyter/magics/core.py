@@ -63,9 +63,11 @@ from ..host import (
     parse_env,
 )
 from .display import CellError, GraphCard, GuestCard, GuestOutput, GuestSummary, Listing, Progress
+from .timeline_plot import timeline_command, timeline_parser
 from .workbench import workbench
 
 argument = magic_arguments.argument
+CARDS_KEPT = 8  # compute cards whose sliders still work (each holds its tensors)
 HELP = ("-h", "--help")
 
 
@@ -163,6 +165,24 @@ def _compute_parser() -> None:
     """
 
 
+@magic_arguments.magic_arguments(name="%wasinn prompt")
+@argument("graph", help="a prompt graph (a language model) registered with %%wasinn load")
+@argument("-n", "--n-predict", type=int, default=None, help="tokens the reply may have at most (-1: until full)")
+@argument("--temp", type=float, default=None, help="sampling temperature (0: always the most likely token)")
+@argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0: all)")
+@argument("--top-p", type=float, default=None, help="sample among the most likely tokens adding up to p")
+@argument("--seed", type=int, default=None, help="the sampler's seed: the same seed gives the same reply")
+@argument("--ctx-size", type=int, default=None, help="positions the prompt and the reply share")
+@argument("-o", "--output", default=None, metavar="VAR", help="store the reply (a str) in this notebook variable")
+def _prompt_parser() -> None:
+    """%%wasinn prompt GRAPH: the language model's reply to the cell's text, streamed as it is produced.
+
+    The options apply to this reply only (WasmEdge's n-predict, temp, top-k, top-p, seed, ctx-size); the graph's
+    properties (%wasinn params GRAPH) apply otherwise. The interrupt button stops the reply. The timeline
+    records the call with its token count, so the panel shows tokens per second.
+    """
+
+
 @magic_arguments.magic_arguments(name="wasinn list")
 def _list_parser() -> None:
     """%wasinn list: the registered graphs and the compiled guests."""
@@ -187,16 +207,29 @@ def _reset_parser() -> None:
     """%wasinn reset: drop every guest and graph and start a new session (the compile cache stays)."""
 
 
+@magic_arguments.magic_arguments(name="wasinn params")
+@argument("name", help="a graph registered with %%wasinn load")
+def _params_parser() -> None:
+    """%wasinn params NAME: a graph's weights and buffers as a tree, and its properties as controls.
+
+    Changing a control sets the property (precision, device, threads...) for the graph's next compute; a value
+    the graph refuses shows its message and the control goes back.
+    """
+
+
 SUBCOMMANDS: dict[str, tuple[Callable[[], None], bool]] = {  # name -> (parser function, takes a cell)
     "guest": (_guest_parser, True),
     "run": (_run_parser, False),
     "map": (_map_parser, False),
     "load": (_load_parser, False),
     "compute": (_compute_parser, True),
+    "prompt": (_prompt_parser, True),
     "list": (_list_parser, False),
     "info": (_info_parser, False),
+    "params": (_params_parser, False),
     "unload": (_unload_parser, False),
     "reset": (_reset_parser, False),
+    "timeline": (timeline_parser, False),
 }
 
 
@@ -222,7 +255,7 @@ def usage() -> str:
     lines += [
         "",
         "`%wasinn SUBCOMMAND --help` for a subcommand's options. Defaults: `%config WasinnMagics` (lang, target,",
-        "cache_dir, memory_limit, deadline, cpu_fallback, rustc, asc).",
+        "cache_dir, memory_limit, deadline, cpu_fallback, rustc, asc, timeline_size).",
     ]
     return "\n".join(lines)
 
@@ -284,6 +317,12 @@ class WasinnMagics(Magics):
     ).tag(config=True)
     rustc = Unicode("", help="the rustc for Rust guests; empty: one with the wasm32-wasi target").tag(config=True)
     asc = Unicode("", help="the AssemblyScript compiler; empty: asc on PATH or in ./node_modules").tag(config=True)
+    timeline_size = Int(
+        100_000, help="wasi-nn calls the timeline keeps, the oldest dropped first; 0 records none (from the next reset)"
+    ).tag(config=True)
+    widgets = Bool(True, help="show %%wasinn compute's tensors as widgets in a kernel (the returned value stays)").tag(
+        config=True
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, parent=shell, **kwargs)
@@ -292,6 +331,7 @@ class WasinnMagics(Magics):
         self._seen_outputs: dict[str, list[TensorInfo]] = {}  # graph -> what its last compute gave
         self.guests: dict[str, GuestEntry] = {}
         self.last_compute_s: float | None = None  # wall time of the last %%wasinn compute, guest call included
+        self._cards: list[Any] = []  # the last compute cards' widgets, which hold their tensors for the sliders
 
     @validate("lang")
     def _check_lang(self, proposal: Any) -> str:
@@ -320,6 +360,12 @@ class WasinnMagics(Magics):
             raise TraitError(f"{proposal['trait'].name} must be a number of bytes from 0, not {value}")
         return int(value)
 
+    @validate("timeline_size")
+    def _check_timeline_size(self, proposal: Any) -> int:
+        if not 0 <= proposal["value"] <= 1 << 32:
+            raise TraitError(f"timeline_size must be a number of records from 0, not {proposal['value']}")
+        return int(proposal["value"])
+
     @validate("target")
     def _check_target(self, proposal: Any) -> str:
         try:
@@ -343,7 +389,7 @@ class WasinnMagics(Magics):
                 max_guest_bytes=self.max_guest_bytes,
                 guest_models=self.guest_models,
             )
-            host = Host(cpu_fallback=self.cpu_fallback, limits=limits)
+            host = Host(cpu_fallback=self.cpu_fallback, limits=limits, timeline_size=self.timeline_size)
             self._session = Session(host)
             self._driver = None
             workbench()._replace(self._session)
@@ -618,6 +664,15 @@ class WasinnMagics(Magics):
             display(card)
         return None
 
+    def _params(self, args: argparse.Namespace, cell: None) -> Any:
+        host = self._live_session().host
+        if args.name not in host.graphs():
+            known = ", ".join(host.graphs()) or "none yet: %wasinn load NAME SOURCE registers one"
+            raise CellError(f"no graph named {args.name!r} (graphs: {known})")
+        from ..widgets import ParamsWidget
+
+        return ParamsWidget(host, args.name)
+
     def _unload(self, args: argparse.Namespace, cell: None) -> None:
         both = not args.graph and not args.guest
         host = self._live_session().host
@@ -635,6 +690,10 @@ class WasinnMagics(Magics):
         else:
             raise CellError(f"nothing named {args.name!r} to unload")
 
+    def _timeline(self, args: argparse.Namespace, cell: None) -> Any:
+        session = self._session  # no session yet: nothing recorded, and none is started just to say so
+        return timeline_command(session.host.timeline if session is not None else None, args, self._shell.user_ns)
+
     def _reset(self, args: argparse.Namespace, cell: None) -> None:
         graphs = len(self._session.host.graphs()) if self._session is not None else 0
         guests = len(self.guests)
@@ -642,6 +701,33 @@ class WasinnMagics(Magics):
         print(f"reset: {guests} guest(s) and {graphs} graph(s) dropped")
 
     # -- compute ----------------------------------------------------------------------------------------------
+
+    def _prompt(self, args: argparse.Namespace, cell: str) -> None:
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o {args.output}: not a Python variable name")
+        keys = {"n_predict": "n-predict", "temp": "temp", "top_k": "top-k", "top_p": "top-p", "seed": "seed",
+                "ctx_size": "ctx-size"}  # fmt: skip
+        options = {key: getattr(args, attr) for attr, key in keys.items() if getattr(args, attr) is not None}
+        text = cell.strip("\n")
+        if not text:
+            raise UsageError("%%wasinn prompt: the cell (the prompt) is empty")
+
+        def show(piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()  # each piece as the model produces it
+
+        host = self._live_session().host
+        start = time.perf_counter()
+        reply = host.prompt(args.graph, text, show, options=options, label="%%wasinn prompt")
+        elapsed = time.perf_counter() - start
+        sys.stdout.write("\n")
+        if args.output is not None:
+            self._shell.user_ns[args.output] = reply
+        calls = [r for r in host.timeline.records(last=4) if r.call == "prompt" and r.graph == args.graph][-1:]
+        tokens = calls[0].tokens if calls and calls[0].tokens is not None else None
+        if tokens is not None:
+            rate = f", {tokens / elapsed:.1f} tokens/s" if elapsed > 0 else ""
+            print(f"[{tokens} tokens in {elapsed:.2f} s{rate}]", file=sys.stderr)
 
     def _compute(self, args: argparse.Namespace, cell: str) -> Any:
         if args.output is not None and not args.output.isidentifier():
@@ -702,9 +788,30 @@ class WasinnMagics(Magics):
             result = dict(zip(names_out, results, strict=True))
         else:
             result = results
+        if self.widgets and getattr(self.shell, "kernel", None) is not None:
+            labels = names or (list(value) if isinstance(value, dict) else [])
+            self._show_card(
+                f"compute {args.graph!r} through {via!r} in {self.last_compute_s * 1e3:.1f} ms",
+                [(labels[i] if i < len(labels) else f"input{i}", t) for i, t in enumerate(tensors)],
+                [(n or f"output{i}", r) for i, (n, r) in enumerate(zip(names_out, results, strict=True))],
+            )
         if args.output:
             self._shell.user_ns[args.output] = result
         return result
+
+    def _show_card(self, title: str, inputs: list[tuple[str, Any]], outputs: list[tuple[str, Any]]) -> None:
+        """The inputs and outputs as tensor widgets (above the returned value, which frontends without widgets
+        show as before); older cards let go of their tensors, so re-running a cell does not pile them up."""
+        from IPython.display import display
+
+        from ..widgets import ComputeView
+
+        card = ComputeView(title, inputs, outputs)
+        self._cards.append(card)
+        for old in self._cards[:-CARDS_KEPT]:
+            old.release()
+        del self._cards[:-CARDS_KEPT]
+        display(card)
 
     def _driver_guest(self) -> Guest:
         """A fresh instance of the shipped driver, so each compute starts with clean handles and memory.
