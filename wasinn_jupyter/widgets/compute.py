@@ -18,7 +18,10 @@ from .tensor import TensorWidget
 
 
 def _shape(value: Any) -> str:
-    data = as_torch(value)
+    try:
+        data = as_torch(value)
+    except TypeError:  # no numeric view (complex...): what the object says of itself
+        return f"{getattr(value, 'dtype', type(value).__name__)}{list(getattr(value, 'shape', []))}"
     return f"{dtype_name(data.dtype)}[{', '.join(map(str, data.shape))}] {data.device}"
 
 

@@ -52,6 +52,10 @@ def _totals(rows: list[ParameterInfo]) -> str:
     return text
 
 
+def _rows(tensors: list[ParameterInfo]) -> list[dict[str, Any]]:
+    return [{**asdict(t), "shape": list(t.shape)} for t in tensors]
+
+
 class PropertyControl(ipywidgets.HBox):  # type: ignore[misc]
     """One property: a label, the control its kind calls for, and the message the last change left."""
 
@@ -76,7 +80,7 @@ class PropertyControl(ipywidgets.HBox):  # type: ignore[misc]
             self._apply(self.spec.name, _wire(self.spec, change["new"]))
         except Exception as exc:  # noqa: BLE001 - shown next to the control: a callback's exception goes nowhere
             text = str(exc) if isinstance(exc, WasinnError) else f"{type(exc).__name__}: {exc}"
-            self.message.value = f"<span style='color:#c62828'>{html.escape(text)}</span>"
+            self.message.value = f"<span style='color:#c62828'>{html.escape(text, quote=False)}</span>"
             self.restore(change["old"])
             return
         self.message.value = "<span style='color:#2e7d32'>✓ applies from the next compute</span>"
@@ -126,7 +130,11 @@ class ParamsWidget(ipywidgets.VBox):  # type: ignore[misc]
         self.host = host
         self.graph_name = name
         self.header = ipywidgets.HTML()
-        self.tree = ParamsTree()
+        try:  # the tree opens with its rows (one message); refresh() below reports a graph it cannot read
+            rows = _rows(host.graph(name).named_tensors())
+        except WasinnError:
+            rows = []
+        self.tree = ParamsTree(rows=rows)
         self.controls: dict[str, PropertyControl] = {}
         self.properties_box = ipywidgets.VBox()
         self.status = ipywidgets.HTML()
@@ -145,7 +153,7 @@ class ParamsWidget(ipywidgets.VBox):  # type: ignore[misc]
             tensors = graph.named_tensors()
             specs = self.host.properties(self.graph_name)
         except WasinnError as exc:
-            self.status.value = f"<span style='color:#c62828'>{html.escape(str(exc))}</span>"
+            self.status.value = f"<span style='color:#c62828'>{html.escape(str(exc), quote=False)}</span>"
             for control in self.controls.values():
                 control.control.disabled = True
             return
@@ -168,7 +176,7 @@ class ParamsWidget(ipywidgets.VBox):  # type: ignore[misc]
         totals = _totals(tensors)
         self._totals = totals
         self.header.value = f"<b>graph <code>{html.escape(self.graph_name)}</code></b> · {html.escape(totals)}"
-        self.tree.rows = [{**asdict(t), "shape": list(t.shape)} for t in tensors]
+        self.tree.rows = _rows(tensors)
         self.tree.layout.display = "" if tensors else "none"
 
     def _apply(self, key: str, value: str) -> None:
