@@ -138,10 +138,10 @@ def test_filters_pause_clear_and_csv(lab: Lab, tmp_path: Path) -> None:
 def test_tensor_widget_renders(lab: Lab) -> None:
     outputs = lab.run_cell(4)
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
-    view = lab.page.locator(".jp-Notebook .jp-OutputArea-output .widget-subarea, .jp-Notebook .jupyter-widgets")
-    view.first.wait_for(state="visible", timeout=60_000)
-    text = lab.page.locator(".jp-Notebook .jp-OutputArea-output").nth(-1).inner_text()
-    assert "ramp" in text or "4" in text, text
+    view = lab.page.locator(".jp-Notebook .wasinn-tensor").first  # the widget's view (wasinn_jupyter.widgets)
+    view.wait_for(state="visible", timeout=60_000)
+    head = view.locator(".wt-head").inner_text()
+    assert "ramp" in head and "4, 12" in head, head
     lab.screenshot("03-tensor-widget")
 
 
@@ -171,9 +171,8 @@ def test_reset_status_bar_and_100k_calls(lab: Lab) -> None:
     lab.wait_run()
     guest_s = time.monotonic() - started
     assert f"echoed {BIG}" in lab.text(8)
-    calls, records = kernel_counts(lab)
-    assert calls == calls_for(BIG)
-    wait_for(lab, f"Number(d.dataset.records) >= {records}", timeout_ms=120_000)
+    calls = calls_for(BIG)  # more than the kernel's timeline ring keeps (100,000 records): the panel has them all
+    wait_for(lab, f"Number(d.dataset.marks) >= {calls}", timeout_ms=120_000)
     all_shown_s = time.monotonic() - started
     frames = lab.page.evaluate("() => { window.__stopFrames = true; return window.__frames; }")
     stats = lab.stats()

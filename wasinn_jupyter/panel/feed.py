@@ -104,7 +104,8 @@ class TimelineFeed:
         self._open_comm = open_comm
         self.interval_s = interval_s
         self.batch_max = batch_max
-        self._pending: deque[CallRecord | _Reset] = deque(maxlen=max_pending)
+        self._pending: deque[tuple[int, CallRecord] | _Reset] = deque(maxlen=max_pending)
+        self._queued_generation = bench.generation  # the session whose records the listener now queues
         self._cond = threading.Condition()
         self._comm: Any = None
         self._replay = False
@@ -128,7 +129,7 @@ class TimelineFeed:
         """Subscribe to the workbench and start the sending thread; with ``announce``, open the comm from here
         (a panel that is already there subscribes on it)."""
         self._unsubscribe = [
-            self._bench.on_record(self._pending.append),  # the guest's thread: an append and nothing more
+            self._bench.on_record(self._queue),
             self._bench.on_session_replaced(self._replaced),
         ]
         self._thread = threading.Thread(target=self._run, name="wasinn-timeline-feed", daemon=True)
@@ -181,7 +182,12 @@ class TimelineFeed:
             if self._comm is comm:
                 self._comm = None
 
+    def _queue(self, record: CallRecord) -> None:
+        """On the guest's thread, during its call: an append and nothing more."""
+        self._pending.append((self._queued_generation, record))
+
     def _replaced(self, session: Session | None) -> None:
+        self._queued_generation = self._bench.generation
         self._pending.append(_Reset(self._bench.generation, time.perf_counter_ns()))
 
     def _hello(self, replay: bool) -> dict[str, Any]:
@@ -207,7 +213,7 @@ class TimelineFeed:
                 comm, replay, self._replay = self._comm, self._replay, False
             try:
                 if replay:
-                    self._drain(comm, through_last_reset=True)  # what older sessions left, under their generations
+                    self._drain(comm, older_only=True)  # what older sessions left, under their generations
                     self._send_replay(comm)
                 self._drain(comm)
             except Exception:  # a closed socket at shutdown, a record that will not encode: never kill the feed
@@ -221,24 +227,29 @@ class TimelineFeed:
         self._sent_seq = -1
         self._send_records(comm, session.host.timeline.records() if session is not None else [])
 
-    def _drain(self, comm: Any, through_last_reset: bool = False) -> None:
-        """Send what is queued, in order: records in batches, a reset as its own message."""
-        count = len(self._pending)
-        if through_last_reset:
-            items = list(self._pending)  # appends only happen at the right: the first `count` stay put
-            count = max((i + 1 for i, item in enumerate(items) if isinstance(item, _Reset)), default=0)
+    def _drain(self, comm: Any, older_only: bool = False) -> None:
+        """Send what is queued, in order: records in batches under their generation, a reset as its own message;
+        with ``older_only``, only what sessions before the current one left."""
+        current = self._bench.generation
         run: list[CallRecord] = []
-        for _ in range(count):
-            if not self._pending:  # the bound dropped some while we sent
+        while self._pending:
+            head = self._pending[0]
+            if older_only and isinstance(head, tuple) and head[0] >= current:
                 break
             item = self._pending.popleft()
             if isinstance(item, _Reset):
                 self._send_records(comm, run)
                 run = []
-                self._generation, self._sent_seq = item.generation, -1
                 comm.send({"type": "reset", "generation": item.generation, "clock_ns": item.clock_ns})
-            else:
-                run.append(item)
+                if item.generation != self._generation:
+                    self._generation, self._sent_seq = item.generation, -1
+                continue
+            generation, record = item
+            if generation != self._generation:
+                self._send_records(comm, run)
+                run = []
+                self._generation, self._sent_seq = generation, -1
+            run.append(record)
         self._send_records(comm, run)
 
     def _send_records(self, comm: Any, records: Iterable[CallRecord]) -> None:

@@ -1,0 +1,175 @@
+"""The kernel side of the timeline panel: records from real guests reach a comm in batches, wait (bounded) while no
+panel listens, and follow ``%wasinn reset``. The comm is the ``comm`` package's own BaseComm with its transport
+kept in a list (what ipykernel would put on iopub); tests/labextension drives the real kernel and browser."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from comm.base_comm import BaseComm
+
+from wasinn_jupyter.magics import workbench
+from wasinn_jupyter.panel import TimelineFeed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "labextension"))
+from lab_harness import calls_for, echo_loop_wat
+
+
+class ListComm(BaseComm):  # type: ignore[misc]
+    """A comm whose messages are kept, in order, instead of going to a frontend."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.messages: list[tuple[str, dict[str, Any], list[bytes]]] = []
+        super().__init__(**kwargs)
+
+    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **keys: Any):
+        self.messages.append((msg_type, data or {}, list(buffers or [])))
+
+    def sent(self, kind: str) -> list[tuple[dict[str, Any], list[bytes]]]:
+        return [(d, b) for t, d, b in self.messages if t == "comm_msg" and d.get("type") == kind]
+
+
+def subscribe(feed: TimelineFeed) -> ListComm:
+    comm = ListComm(target_name="wasinn.timeline", data={"type": "subscribe"})
+    feed.on_comm_open(comm, {"content": {"data": {"type": "subscribe"}}})
+    return comm
+
+
+def records(comm: ListComm) -> list[tuple[int, dict[str, Any], float, float]]:
+    """(generation, fields, start_ns, duration_ns) of every record sent, in order."""
+    out = []
+    for data, buffers in comm.sent("records"):
+        (buf,) = buffers
+        values = struct.unpack(f"<{2 * len(data['rows'])}d", buf)
+        for k, row in enumerate(data["rows"]):
+            fields = dict(zip(data["keys"], row, strict=True))
+            out.append((data["generation"], fields, values[2 * k], values[2 * k + 1]))
+    return out
+
+
+def settle(feed: TimelineFeed, done: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the feed did not send in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def echo(run: Callable[[str], Any]) -> Callable[[int, str], None]:
+    """Run a guest making ``calls_for(rounds)`` calls on the echo graph."""
+
+    def go(rounds: int, name: str = "loop") -> None:
+        assert run("%wasinn load echo echo").ok
+        assert run(f"%%wasinn guest {name} --lang wat\n{echo_loop_wat(rounds)}").ok
+        cell = run(f"%wasinn run {name}")
+        assert cell.ok and f"echoed {rounds}" in cell.out, cell.out + cell.err
+
+    return go
+
+
+def start_feed(max_pending: int) -> TimelineFeed:
+    f = TimelineFeed(workbench(), interval_s=0.05, batch_max=500, max_pending=max_pending)
+    f.start(announce=False)
+    return f
+
+
+@pytest.fixture
+def feed(ip: Any) -> Iterator[TimelineFeed]:
+    """A feed on the magics' workbench (the shell has no kernel, so the extension started none)."""
+    f = start_feed(100_000)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def small_feed(ip: Any) -> Iterator[TimelineFeed]:
+    """The same, its queue bounded to 100 records."""
+    f = start_feed(100)
+    yield f
+    f.stop()
+
+
+def test_records_go_out_in_batches_with_every_field(feed: TimelineFeed, echo: Callable[[int, str], None]) -> None:
+    comm = subscribe(feed)
+    echo(1000)  # 3002 calls while the panel listens
+    timeline = workbench().session.host.timeline
+    expected = timeline.records()
+    settle(feed, lambda: len(records(comm)) >= len(expected))
+    hello = comm.sent("hello")
+    assert hello and hello[0][0]["replay"] is True  # then a reset: the magics made their session after it
+    assert {g for g, *_ in records(comm)} == {workbench().generation}
+    got = records(comm)
+    assert [f["seq"] for _, f, _, _ in got] == [r.seq for r in expected]  # each once, in order
+    for (_, fields, start, duration), rec in zip(got, expected, strict=True):
+        d = rec.as_dict()
+        assert (start, duration) == (d.pop("start_ns"), d.pop("duration_ns"))  # exact in float64
+        assert fields == d  # every other field, whatever CallRecord holds
+    batches = comm.sent("records")
+    assert all(len(data["rows"]) <= 500 for data, _ in batches)
+    assert len(batches) >= len(expected) / 500
+    assert sum(f["kind"] == "call" for _, f, _, _ in got) == calls_for(1000)
+
+
+def test_nobody_listening_keeps_the_newest_then_reset_then_replay(
+    small_feed: TimelineFeed, echo: Callable[[int, str], None], run: Callable[[str], Any]
+) -> None:
+    echo(100)  # 302 calls, 8 lifecycle events, with no panel: the queue keeps the newest 100
+    before = workbench().session.host.timeline.records()
+    assert small_feed.pending == 100
+    generation = workbench().generation
+    assert run("%wasinn reset").ok
+    assert small_feed.pending == 100  # the reset marker joined, the oldest record left
+    comm = subscribe(small_feed)
+    settle(small_feed, lambda: bool(comm.sent("hello")))
+    settle(small_feed, lambda: small_feed.pending == 0)
+    kinds = [d.get("type") for t, d, _ in comm.messages if t == "comm_msg"]
+    # the old session's queued records first, under its generation, then the reset, then the new session's hello
+    assert kinds[0] == "records" and "reset" in kinds and kinds.index("reset") < kinds.index("hello")
+    old = [(g, f) for g, f, _, _ in records(comm)]
+    assert {g for g, _ in old} == {generation}
+    assert [f["seq"] for _, f in old] == [r.seq for r in before[-99:]]
+    first = comm.sent("records")[0][0]
+    assert first["dropped"] == before[-99].seq  # what the bound dropped is counted, not silently lost
+    (reset, _), = comm.sent("reset")
+    assert reset["generation"] == workbench().generation == generation + 1 and reset["clock_ns"] > 0
+    echo(10, "after")  # the magics' next session (one more generation) streams under its own generation
+    now = workbench().generation
+    settle(small_feed, lambda: len([1 for g, *_ in records(comm) if g == now]) >= calls_for(10) + 4)
+    new = [f for g, f, _, _ in records(comm) if g == now]
+    assert new[0]["seq"] == 0 and {f["guest"] for f in new} == {"after"}
+    assert [d["generation"] for d, _ in comm.sent("reset")][-1] == now
+
+
+def test_a_closed_comm_buffers_and_a_new_subscribe_replays(
+    feed: TimelineFeed, echo: Callable[[int, str], None]
+) -> None:
+    first = subscribe(feed)
+    echo(5)
+    settle(feed, lambda: len(records(first)) >= calls_for(5))
+    first.handle_close({"content": {"data": {}}})  # the page went away
+    assert not feed.listening
+    echo(5, "again")
+    second = subscribe(feed)  # a reloaded page: the whole timeline again, then what comes
+    timeline = workbench().session.host.timeline
+    settle(feed, lambda: len(records(second)) >= len(timeline))
+    assert [f["seq"] for _, f, _, _ in records(second)] == [r.seq for r in timeline.records()]
+
+
+def test_a_failing_comm_never_fails_a_guest(feed: TimelineFeed, echo: Callable[[int, str], None]) -> None:
+    class Broken(ListComm):
+        def publish_msg(self, msg_type: str, *args: Any, **kwargs: Any) -> None:
+            if msg_type == "comm_msg":
+                raise OSError("the socket is gone")
+
+    comm = Broken(target_name="wasinn.timeline", data={})
+    feed.on_comm_open(comm, {"content": {"data": {"type": "subscribe"}}})
+    echo(50)  # the guest's calls only queue; the feed's thread logs the failure and goes on
+    time.sleep(0.2)
+    good = subscribe(feed)
+    settle(feed, lambda: len(records(good)) >= calls_for(50))
