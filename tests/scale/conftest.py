@@ -84,9 +84,20 @@ def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason=f"Ray is not installed; {INSTALL_HINT}")
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address="local", num_cpus=2, include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1"
-        )
+        for attempt in (1, 2):  # Ray gives its raylet 30 s to start: a loaded machine may need a second try
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=2,
+                    include_dashboard=False,
+                    configure_logging=False,
+                    _node_ip_address="127.0.0.1",
+                )
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
     yield ray
     if started:
         ray.shutdown()

@@ -100,20 +100,26 @@ def test_a_model_that_does_not_load_stops_the_map(tmp_path: Path) -> None:
         map_inputs(job, write_inputs(tmp_path / "in", ["ok"]), workers=1)
 
 
-def test_the_command_prints_json_lines_and_a_summary(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_command_prints_json_lines_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_inputs(tmp_path / "in", ["ok-0", "trap", "loop", "ok-3"])
-    code = main(
-        ["map", str(BEHAVE), "--over", str(tmp_path / "in"), "--workers", "2", "--deadline", "1", "--timeline"]
-    )
+    code = main(["map", str(BEHAVE), "--over", str(tmp_path / "in"), "--workers", "2", "--deadline", "1", "--timeline"])
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 1  # an input failed
     results, summary = lines[:-1], lines[-1]["summary"]
     assert [Path(r["input"]).name for r in results] == ["in00.txt", "in01.txt", "in02.txt", "in03.txt"]
     assert [r["exit_code"] for r in results] == [0, 134, 130, 0]
-    assert set(results[0]) == {"input", "exit_code", "stdout", "stderr", "time_s", "error", "node", "worker", "attempts"}
+    assert set(results[0]) == {
+        "input",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "time_s",
+        "error",
+        "node",
+        "worker",
+        "attempts",
+    }
     assert results[3]["stdout"] == "ok-3"
     assert summary["inputs"] == 4 and summary["ok"] == 2 and summary["failed"] == 2 and summary["engine"] == "local"
     assert "\r" not in err  # no progress bar drawn when stderr is not a terminal

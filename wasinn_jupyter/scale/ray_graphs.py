@@ -195,6 +195,8 @@ class RayGraph(Graph):
         slot = self._pick()
         start = time.perf_counter_ns()
         try:
+            if self._deaths[slot]:
+                self._await_restart(slot)
             refs = [ray.put(t.raw_numpy()) for t in inputs]
             meta = [(t.type.name, t.dims) for t in inputs]
             reply = ray.get(self._actors[slot].run.remote(meta, *refs))
@@ -216,6 +218,18 @@ class RayGraph(Graph):
         if reply["names"] is not None:
             return dict(zip(reply["names"], outputs, strict=True))
         return outputs
+
+    def _await_restart(self, slot: int) -> None:
+        """Wait until the actor in ``slot``, which died, answers again (Ray refuses calls while it restarts)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                self.ray.get(self._actors[slot].describe.remote(), timeout=READY_TIMEOUT_S)
+                return
+            except self.ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def _died(self, slot: int, exc: BaseException) -> str:
         """What the guest is told when the actor in ``slot`` died; it is replaced when Ray will not restart it."""
