@@ -11,7 +11,7 @@ import pytest
 
 from wasinn_jupyter.cli import main
 from wasinn_jupyter.guests import Compiled
-from wasinn_jupyter.host import Host, Session, WasiOptions
+from wasinn_jupyter.host import GuestLimits, GuestStopped, Host, Session, WasiOptions
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
@@ -106,3 +106,53 @@ def test_a_missing_ggml_model_is_model_not_found(tmp_path: Path, chat_wasm: Path
     code, out = run(capfd, tmp_path / "missing.gguf", chat_wasm, env={})
     assert code == 1
     assert "no model at" in out and "load_by_name_with_config: model_not_found (103)" in out
+
+
+# A guest that asks for a whole reply in one compute call, as LlamaEdge's non-streaming path does.
+C_ONE_COMPUTE = r"""
+#include <stdio.h>
+#include <string.h>
+#include "wasi_nn.h"
+int main(void) {
+    const char *config = "{\"n-predict\": -1, \"temp\": 0}";
+    wasi_nn_graph_t graph;
+    wasi_nn_context_t ctx;
+    if (wasi_nn_load_by_name_with_config("long", 4, config, strlen(config), &graph)) return 2;
+    if (wasi_nn_init_execution_context(graph, &ctx)) return 3;
+    uint32_t dims[1] = {1};
+    wasi_nn_tensor_t prompt = {dims, 1, WASI_NN_TYPE_U8, (const uint8_t *)"hello", 5};
+    if (wasi_nn_set_input(ctx, 0, &prompt)) return 4;
+    printf("computing\n");
+    fflush(stdout);
+    printf("compute: %s\n", wasi_nn_errno_name(wasi_nn_compute(ctx)));
+    return 0;
+}
+"""
+
+
+def test_a_deadline_cuts_a_long_reply_short(
+    build: Callable[..., Compiled], need_toolchain: Callable[[str], None], tmp_path: Path, capfd
+) -> None:  # type: ignore[no-untyped-def]
+    """One compute of 60000 tokens is one host call; the guest's deadline stops it between tokens."""
+    import torch
+
+    from wasinn_jupyter.host.backends import tinygpt
+
+    need_toolchain("c")
+    model = tinygpt.build(tinygpt.TinyGPTConfig(n_embd=16, n_layer=1, n_head=1, block_size=60000))
+    with torch.no_grad():
+        model.wte.weight.zero_()  # every logit 0: greedy picks byte 0 forever, never the end of text
+    directory = tinygpt.save(model, tmp_path / "long")
+    wasm = build(C_ONE_COMPUTE, "c", name="one_compute").wasm
+    host = Host()
+    host.register("long", str(directory), "ggml")
+    out: list[bytes] = []
+    with Session(host) as session, pytest.raises(GuestStopped):
+        session.run(wasm, wasi=WasiOptions(stdout=out.append), limits=GuestLimits(deadline_s=2))
+    assert b"computing" in b"".join(out)
+    # the compute ended between tokens, within the guest's run (a guest abandoned in a host call would have left
+    # no record yet), long before the 60000 positions were filled
+    computes = [r for r in host.timeline.records() if r.call == "compute"]
+    assert len(computes) == 1 and computes[0].outcome == "runtime-error"
+    assert host.last_error is not None and "cut short after" in host.last_error and "deadline" in host.last_error
+    assert 0 < (computes[0].tokens or 0) < 59000

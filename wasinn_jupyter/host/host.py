@@ -465,9 +465,11 @@ class Client:
             context.compute()
             return
         self._inputs = _noted_inputs(context.inputs, context.graph.input_names())
-        context.compute()
+        try:
+            context.compute()
+        finally:  # a reply that ended in an error (context_full, say) still produced its tokens
+            self._tokens = context.tokens
         self._outputs = _noted(context.outputs, context.output_names)
-        self._tokens = context.tokens
 
     def _get_output(self, ctx: int, index: int) -> Tensor:
         context = self.contexts.get(ctx)
@@ -638,6 +640,8 @@ class Client:
         loaded = self.graphs.get(graph)
         context = loaded.init_execution_context(self.budget)
         context.target = target = self._targets.get(graph)
+        if isinstance(context, PromptContext):  # a long reply stops between tokens when its guest is stopped
+            context.stop_check = self._stop_reason
         ctx = self.contexts.insert(context)
         if self._depth == 1:
             self._named, self._device, self._target, self._context = loaded.name, loaded.device, target, ctx

@@ -508,6 +508,9 @@ class PromptContext(ExecutionContext):
         self.tokens = 0  # tokens the last call produced (for the timeline)
         self._last_count = 0  # output tokens of the last reply, once its generation is gone
         self.finish_reason: str | None = None  # why the last reply ended
+        # The owning guest's stop reason (interrupted, past its deadline), checked between tokens: a whole reply
+        # is one host call, which a guest's deadline could not cut short otherwise.
+        self.stop_check: Callable[[], str | None] | None = None
 
     # -- inputs ---------------------------------------------------------------------------------------------
 
@@ -584,6 +587,9 @@ class PromptContext(ExecutionContext):
             self.reply, shown = b"", 0
             try:
                 while True:
+                    stopped = self.stop_check() if self.stop_check is not None else None
+                    if stopped:
+                        fail(ErrorCode.RUNTIME_ERROR, f"the reply was cut short after {self.tokens} tokens: {stopped}")
                     try:
                         self._step(generation)
                     except WasiNNError as err:
