@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .timeline import CallRecord, Timeline
     from .wasi import WasiOptions, parse_dir, parse_env
 
-_WHERE = {
+_WHERE: dict[str, str | tuple[str, str]] = {
     "WASMEDGE_ONLY_ENCODINGS": "abi.dialect",
     "encodings_dialect": "abi.dialect",
     "supported_encodings": ("backends", "supported"),
