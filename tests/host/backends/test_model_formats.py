@@ -104,3 +104,18 @@ def test_an_export_program_runs_on_the_gpu_and_moves_back(files, scorer) -> None
     out = host.compute("scorer", {"image": image, "bias": bias})
     assert out["scores"].device == "cpu"
     torch.testing.assert_close(out["scores"].to_torch(), scorer(image, bias)["scores"])
+
+
+def test_the_readme_phase3_snippet_runs_as_printed(tmp_path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = text[text.index("\n## Phase 3") :]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section[: section.index("\n## ", 1)], re.S)
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "{'scores': Tensor(f32, dims=[2], device=cpu)}"
+    assert lines[1] == "{'precision': 'fp32', 'device': 'cpu', 'threads': '0', 'residence': 'memory'}"
