@@ -132,3 +132,16 @@ def test_command_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as stop:
         main(["map", str(BEHAVE), "--over", str(tmp_path), "--workers", "0"])
     assert stop.value.code == 2
+
+
+def test_workers_serve_several_maps(tmp_path: Path) -> None:
+    """Workers kept between maps compile the guest once; each map's results are its own."""
+    from wasinn_jupyter.scale import Workers
+
+    timeline = Timeline()
+    with Workers(behave_job(), workers=1) as pool:
+        first = pool.map(write_inputs(tmp_path / "a", ["a0", "a1"]), timeline=timeline)
+        second = pool.map(write_inputs(tmp_path / "b", ["b0"]), timeline=timeline)
+    assert [r.stdout for r in first.results] == ["a0", "a1"] and [r.stdout for r in second.results] == ["b0"]
+    assert first.startup_s > 0 and len([r for r in timeline.records() if r.call == "compile"]) == 1
+    assert pool.closed

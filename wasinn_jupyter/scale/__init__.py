@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from .inputs import expand_inputs
 from .job import InputResult, MapJob, Preload
-from .mapping import MapError, MapSummary, map_inputs
+from .mapping import MapError, MapSummary, Workers, map_inputs
 
-__all__ = ["InputResult", "MapError", "MapJob", "MapSummary", "Preload", "expand_inputs", "map_inputs"]
+__all__ = ["InputResult", "MapError", "MapJob", "MapSummary", "Preload", "Workers", "expand_inputs", "map_inputs"]

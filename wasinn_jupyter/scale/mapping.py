@@ -57,6 +57,13 @@ class MapSummary:
     retried: int = 0  # inputs that a dying worker held and another worker ran
     replaced: int = 0  # workers started to replace dead ones
     nodes: list[str] = field(default_factory=list)
+    startup_s: float = 0.0  # starting the workers (they import torch, load the models, compile the guest)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MapSummary {len(self.results)} inputs: {self.ok} ok, {self.failed} failed, {self.wall_s:.2f} s "
+            f"on {self.workers} {self.engine} worker(s)>"
+        )
 
     @property
     def ok(self) -> int:
@@ -72,6 +79,7 @@ class MapSummary:
             "ok": self.ok,
             "failed": self.failed,
             "wall_s": round(self.wall_s, 6),
+            "startup_s": round(self.startup_s, 6),
             "rate_per_s": round(len(self.results) / self.wall_s, 3) if self.wall_s else None,
             "workers": self.workers,
             "engine": self.engine,
@@ -122,30 +130,100 @@ def map_inputs(
     ``ray`` None runs a local pool of ``workers`` processes (default: one per CPU, at most one per input); else
     Ray actors on the cluster ``ray`` names (``auto``, ``local`` or an address: :func:`.ray_support.connect`),
     ``workers`` of them (default: the cluster's CPUs). ``timeline`` (a host Timeline) receives every worker's
-    records. Raises MapError when the workers cannot set up.
+    records. The workers end with the map (:class:`Workers` keeps them for several). Raises MapError when the
+    workers cannot set up.
     """
     paths = [Path(p) for p in inputs]
     if not paths:
         raise MapError("no inputs to map over")
-    pool: Pool
-    if ray is None:
-        count = workers or min(os.cpu_count() or 1, len(paths))
-        pool = LocalPool(job)
-    else:
-        from .ray_map import RayPool
+    with Workers(job, workers=workers, ray=ray, most=len(paths)) as pool:
+        return pool.map(paths, progress=progress, on_result=on_result, timeline=timeline, max_attempts=max_attempts)
 
-        pool = RayPool(job, ray)
-        count = workers or pool.default_workers()
-    count = max(1, min(count, len(paths)))
-    return _Dispatch(pool, paths, count, progress, on_result, timeline, max_attempts).run()
+
+class Workers:
+    """Started workers for one job, kept for several maps (a notebook's next cell, a benchmark's repetitions).
+
+    ``with Workers(job, workers=2) as pool: pool.map(inputs)``. Workers start on entry (or the first map); a map
+    that ends by an exception (Ctrl-C) ends them too, since they may still hold its inputs.
+    """
+
+    def __init__(self, job: MapJob, *, workers: int | None = None, ray: str | None = None, most: int = 0) -> None:
+        self.pool: Pool
+        if ray is None:
+            count = workers or os.cpu_count() or 1
+            self.pool = LocalPool(job)
+        else:
+            from .ray_map import RayPool
+
+            ray_pool = RayPool(job, ray)
+            count = workers or ray_pool.default_workers()
+            self.pool = ray_pool
+        self.count = max(1, min(count, most) if most else count)
+        self.keys: list[int] | None = None
+        self.startup_s = 0.0
+        self.closed = False
+
+    def start(self) -> None:
+        if self.closed:
+            raise MapError("these workers are closed")
+        if self.keys is None:
+            began = time.perf_counter()
+            try:
+                self.keys = self.pool.start(self.count)
+            except BaseException:
+                self.close()
+                raise
+            self.startup_s = time.perf_counter() - began
+
+    def map(
+        self,
+        inputs: Sequence[Path],
+        *,
+        progress: Progress | None = None,
+        on_result: Callable[[InputResult], None] | None = None,
+        timeline: Any = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> MapSummary:
+        """Run the job once per input on these workers (see :func:`map_inputs`)."""
+        paths = [Path(p) for p in inputs]
+        if not paths:
+            raise MapError("no inputs to map over")
+        if progress is not None:
+            progress.start(len(paths))
+        try:
+            self.start()
+            assert self.keys is not None
+            dispatch = _Dispatch(self.pool, self.keys, paths, progress, on_result, timeline, max_attempts)
+            summary = dispatch.run()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        self.keys = list(dispatch.held)
+        summary.startup_s = self.startup_s
+        return summary
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pool.close()
+
+    def __enter__(self) -> Workers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Dispatch:
     def __init__(
         self,
         pool: Pool,
+        keys: list[int],
         paths: list[Path],
-        count: int,
         progress: Progress | None,
         on_result: Callable[[InputResult], None] | None,
         timeline: Any,
@@ -153,14 +231,14 @@ class _Dispatch:
     ) -> None:
         self.pool = pool
         self.paths = paths
-        self.count = count
+        self.count = len(keys)
         self.progress = progress
         self.on_result = on_result
         self.timeline = timeline
         self.max_attempts = max_attempts
         self.results: dict[int, InputResult] = {}
         self.attempts = [0] * len(paths)
-        self.held: dict[int, list[int]] = {}  # worker -> the inputs it was handed and has not answered
+        self.held: dict[int, list[int]] = {k: [] for k in keys}  # worker -> inputs handed to it, not answered
         self.pending: deque[int] = deque(range(len(paths)))
         self.emitted = 0
         self.failed = 0
@@ -170,22 +248,14 @@ class _Dispatch:
 
     def run(self) -> MapSummary:
         start = time.perf_counter()
-        if self.progress is not None:
-            self.progress.start(len(self.paths))
-        try:
-            self.held = {w: [] for w in self.pool.start(self.count)}
-            while self.emitted < len(self.paths):
-                self._hand_out()
-                for event in self.pool.poll(POLL_S):
-                    if event.died is not None:
-                        self._died(event.worker, event.died)
-                    elif event.result is not None:
-                        self._result(event)
-                self._emit()
-        finally:
-            self.pool.close()
-            if self.progress is not None:
-                self.progress.close()
+        while self.emitted < len(self.paths):
+            self._hand_out()
+            for event in self.pool.poll(POLL_S):
+                if event.died is not None:
+                    self._died(event.worker, event.died)
+                elif event.result is not None:
+                    self._result(event)
+            self._emit()
         retried = sum(1 for r in self.results.values() if r.attempts > 1)
         return MapSummary(
             results=[self.results[i] for i in range(len(self.paths))],
