@@ -329,3 +329,17 @@ def test_pickled_weights_are_never_loaded(hf_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(WasiNNError) as info:
         Host().register("hf", str(copy), "ggml")
     assert info.value.code is ErrorCode.INVALID_ENCODING and "pickle" in info.value.message
+
+
+def test_the_readme_snippet_runs_as_printed(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = text[text.index("\n## Prompt graphs") :]
+    section = section[: section.index("\n## ", 1)]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["at on the mat.", "'at on the mat.' 14"]
