@@ -69,6 +69,7 @@ def wit_cases(target: str = "cpu") -> list[Case]:
     """Every WIT case, in run order; ``target`` is what the load cases pass to ``load``."""
     tgt = WIT_TARGETS[target]
     out: list[Case] = []
+    shape: tuple[int, ...]
 
     def echo(group: str, type_name: str, shape: tuple[int, ...]) -> None:
         dims = (*shape, 0, 0, 0, 0, 0)[:5]
@@ -115,26 +116,51 @@ def wit_cases(target: str = "cpu") -> list[Case]:
     invalid = "invalid-argument"
     for type_name, shape_at, delta in (("f32", 2, 1), ("f32", 2, -1), ("u8", 3, 1), ("f64", 0, -8), ("i32", 4, 4)):
         what = f"{type_name}{_dims(WIT_SHAPES[shape_at])}-data-len{delta:+d}"
-        out.append(_case("tensors", what, "mismatch", WIT_TYPES[type_name], shape_at, delta & 0xFFFFFFFF, expect=invalid))
+        out.append(
+            _case("tensors", what, "mismatch", WIT_TYPES[type_name], shape_at, delta & 0xFFFFFFFF, expect=invalid)
+        )
     for type_name, d0, d1, data_len, what in (
         ("u8", 0x10000, 0x10000, 0, "element-count-wraps-to-0"),
         ("f32", 0x40000000, 1, 0, "byte-size-wraps-to-0"),
     ):
         out.append(
-            _case("tensors", f"{type_name}[{d0:#x},{d1}]-{what}", "bad-dims", WIT_TYPES[type_name], d0, d1, data_len,
-                  expect=invalid)
+            _case(
+                "tensors",
+                f"{type_name}[{d0:#x},{d1}]-{what}",
+                "bad-dims",
+                WIT_TYPES[type_name],
+                d0,
+                d1,
+                data_len,
+                expect=invalid,
+            )
         )
     out.append(_case("inputs", "duplicate-name", "duplicate-name", expect=invalid))
     out.append(_case("inputs", "no-inputs", "no-inputs", expect=invalid))
     for type_name in ("f32", "i64", "bf16"):
         out.append(
-            _case("load", f"pytorch-{type_name}", "load-echo", WIT_ENCODINGS["pytorch"], tgt, WIT_TYPES[type_name],
-                  needs=("pytorch",))
+            _case(
+                "load",
+                f"pytorch-{type_name}",
+                "load-echo",
+                WIT_ENCODINGS["pytorch"],
+                tgt,
+                WIT_TYPES[type_name],
+                needs=("pytorch",),
+            )
         )
     for encoding, garbage, what in (("onnx", 0, "onnx-encoding-unsupported"), ("pytorch", 1, "garbage-bytes")):
         out.append(
-            _case("load", what, "load-invalid", WIT_ENCODINGS[encoding], tgt, garbage, expect="invalid-encoding",
-                  needs=("pytorch",))
+            _case(
+                "load",
+                what,
+                "load-invalid",
+                WIT_ENCODINGS[encoding],
+                tgt,
+                garbage,
+                expect="invalid-encoding",
+                needs=("pytorch",),
+            )
         )
     return out
 
@@ -149,7 +175,7 @@ def identity_torchscript() -> bytes:
 
     class Identity(torch.nn.Module):
         # No annotations (TorchScript reads an unannotated x as a Tensor, and reads "# type:" comments here).
-        def forward(self, in0):  # noqa: ANN001, ANN202
+        def forward(self, in0):
             return in0
 
     buffer = io.BytesIO()
@@ -202,7 +228,17 @@ def describe_wit(code: int, case: Case) -> str:
 
 
 def kind_of_wit(code: int) -> str:
-    kinds = {1: "errno", 2: "count", 3: "bytes", 4: "bytes", 5: "dims", 6: "type", 7: "name", 8: "no-error", 9: "bad-case"}
+    kinds = {
+        1: "errno",
+        2: "count",
+        3: "bytes",
+        4: "bytes",
+        5: "dims",
+        6: "type",
+        7: "name",
+        8: "no-error",
+        9: "bad-case",
+    }
     return kinds.get(code // 100_000_000, "bad-result")
 
 
@@ -247,7 +283,9 @@ def run_wit_case(session: Session, module: GuestModule, case: Case) -> tuple[str
     return "fail", detail, kind_of_wit(code), code
 
 
-def run_wit_suite(target: str = "cpu", session: Session | None = None, select: str | None = None) -> list[tuple[Case, str, str, float]]:
+def run_wit_suite(
+    target: str = "cpu", session: Session | None = None, select: str | None = None
+) -> list[tuple[Case, str, str, float]]:
     """Run the WIT cases on our host: (case, status, detail, seconds) each. ``runner`` reports them with the witx
     cases; this is the plain loop, for tests and for a host without the runner."""
     from ..host import Host

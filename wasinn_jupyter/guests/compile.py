@@ -38,8 +38,8 @@ from ..host import WasinnError, wat_to_wasm
 
 Progress = Callable[[str], None]
 
-LANGUAGES = ("wat", "c", "rust", "assemblyscript")
-ALIASES = {"wasm": "wat", "wast": "wat", "rs": "rust", "as": "assemblyscript", "ts": "assemblyscript"}
+LANGUAGES = ("wat", "c", "rust", "assemblyscript", "python")  # python: a component (guests/python_component.py)
+ALIASES = {"wasm": "wat", "wast": "wat", "rs": "rust", "as": "assemblyscript", "ts": "assemblyscript", "py": "python"}
 BINDINGS = Path(__file__).parent / "bindings"
 MAX_LOG_LINES = 40
 
@@ -308,6 +308,10 @@ def toolchain(lang: str, *, rustc: str | None = None, asc: str | None = None) ->
         return Rustc(rustc)
     if lang == "assemblyscript":
         return Asc(asc)
+    if lang == "python":
+        from .python_component import ComponentizePy
+
+        return ComponentizePy()
     raise CompileError(f"{lang} is not built by an external toolchain")
 
 

@@ -76,7 +76,7 @@ HELP = ("-h", "--help")
 
 @magic_arguments.magic_arguments(name="%wasinn guest")
 @argument("name", help="the guest's name, for %%wasinn run and %%%%wasinn compute --guest")
-@argument("--lang", "-l", default=None, help="wat, c, rust or assemblyscript (default: WasinnMagics.lang)")
+@argument("--lang", "-l", default=None, help="wat, c, rust, assemblyscript or python (default: WasinnMagics.lang)")
 @argument("-f", "--force", action="store_true", help="compile again even if the cache holds this source")
 @argument("--flags", default="", help="extra compiler flags as one string: --flags='-O3 -DN=4'")
 def _guest_parser() -> None:
@@ -85,6 +85,8 @@ def _guest_parser() -> None:
     C builds with zig (`zig cc -target wasm32-wasi`, the ziglang package), Rust with a rustc that has the
     wasm32-wasi target, AssemblyScript with asc; `#include "wasi_nn.h"` (C) and `mod wasi_nn;` (Rust) are the
     bindings this package ships. Without a main the module is built as a reactor (a library of exports).
+    Python builds a WIT component with componentize-py: the cell runs as wasi:cli/run, `import nn` gives it
+    wasi-nn (nn.load_by_name, nn.compute, nn.tensor, nn.ask), and %wasinn run NAME runs it.
     Compiled modules are cached by source, flags, compiler command line and toolchain (WasinnMagics.cache_dir);
     files that flags pull in (-I, -include) are not hashed: -f compiles again after changing them.
     """
@@ -519,7 +521,7 @@ class WasinnMagics(Magics):
 
     def _run(self, args: argparse.Namespace, cell: None) -> None:
         entry = self._entry(args.name)
-        if "_start" not in entry.exports:
+        if not entry.module.is_command:  # a core module's _start, or a component's wasi:cli/run
             raise CellError(
                 f"guest {args.name!r} is not a command (it exports no _start)",
                 f"exports: {', '.join(entry.exports) or 'none'}",
