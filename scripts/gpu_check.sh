@@ -32,3 +32,6 @@ timeout 300 python3 /tmp/gpu_sandbox.py 2>&1 | tail -8
 timeout 400 python3 -m pytest -q -p no:cacheprovider tests/host/test_gpu.py tests/host/sandbox/test_confine.py tests/host/sandbox/test_remote.py tests/host/test_budget.py tests/host/backends/test_torch.py 2>&1 | tail -15
 timeout 120 python3 -m wasinn_jupyter.cli conformance --target gpu 2>&1 | tail -2
 cd benchmarks && timeout 300 python3 guest_models.py --device cuda --reps 10 2>&1 | grep -v Warn | tail -14
+# phase 3: properties (device, precision, residence) and .pt2 on CUDA; chaining with residence=device (benchmark f)
+timeout 200 python3 residence.py --device cuda --reps 10 2>&1 | grep -v Warn | tail -8
+cd .. && timeout 300 python3 -m pytest -q -p no:cacheprovider -m gpu tests/host/backends/test_torch_properties.py tests/host/backends/test_model_formats.py 2>&1 | tail -5
