@@ -38,7 +38,12 @@ def test_module_on_gpu_matches_the_cpu() -> None:
         client.set_input(ctx, 0, Tensor.from_value(x))
         client.compute(ctx)
         out = client.get_output(ctx, 0)
-        assert out.device.startswith("cuda")
+        assert out.device == "cpu"  # residence=memory (the default): brought to host memory after compute
+        torch.testing.assert_close(out.to_torch("cpu"), expected, rtol=1e-4, atol=1e-4)
+        host.set_property("cnn", "residence", "device")
+        client.compute(ctx)
+        out = client.get_output(ctx, 0)
+        assert out.device.startswith("cuda")  # kept on the GPU: get_output copies device-to-guest, no staging
         torch.testing.assert_close(out.to_torch("cpu"), expected, rtol=1e-4, atol=1e-4)
 
 
