@@ -1,0 +1,130 @@
+"""Every tutorial in notebooks/ runs top to bottom in a real kernel, on the CPU, and says what it should.
+
+A notebook runs from a copy of notebooks/ in a temporary folder, with its own compile cache; only cells tagged
+``raises-exception`` may fail. Each tutorial then has a few of its key outputs checked (``CHECKS``): a notebook
+without checks of its own must at least show something from every section. The committed notebooks carry no outputs
+and no execution counts (``jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`` clears them).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+TUTORIALS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+
+
+class Ran:
+    """An executed notebook, read the way a person reads it: a cell's outputs as text, by its first line."""
+
+    def __init__(self, nb: nbformat.NotebookNode, seconds: float) -> None:
+        self.nb = nb
+        self.seconds = seconds
+
+    def cells(self, first_line: str) -> list[nbformat.NotebookNode]:
+        found = [c for c in self.nb.cells if c.cell_type == "code" and c.source.startswith(first_line)]
+        assert found, f"no code cell starts with {first_line!r}"
+        return found
+
+    def output(self, first_line: str, index: int = 0) -> str:
+        return text_of(self.cells(first_line)[index])
+
+    def mimetypes(self, first_line: str, index: int = 0) -> set[str]:
+        return {m for o in self.cells(first_line)[index].outputs for m in o.get("data", {})}
+
+
+def text_of(cell: nbformat.NotebookNode) -> str:
+    parts = []
+    for o in cell.outputs:
+        if o.output_type == "stream":
+            parts.append(o.text)
+        elif o.output_type == "error":
+            parts.append(f"{o.ename}: {o.evalue}")
+        else:
+            parts.append(o.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def check_01(ran: Ran) -> None:
+    card = ran.output("%%wasinn compute echo")
+    assert "in: image: f32[2, 3] cpu" in card and "out: output1: i64[1] cpu" in card
+    assert WIDGET in ran.mimetypes("%%wasinn compute echo")
+    assert "hello from WAT: load_by_name(echo) gave errno 0" in ran.output("%wasinn run hello")
+    assert "CellError: guest 'oops' trapped: integer divide by zero" in ran.output("%wasinn run oops")
+    assert "parameters  212 (float32)" in ran.output("%wasinn load mlp model")
+    assert "the same as calling the model directly" in ran.output("torch.testing.assert_close(y, model(x))")
+    widget = ran.output("from wasinn_jupyter.widgets import")
+    assert "stripes: f32[2, 3, 24, 24]" in widget and "16 NaN" in widget
+    assert WIDGET in ran.mimetypes("from wasinn_jupyter.widgets import")
+    assert re.search(r"<wasi-nn timeline: [1-9]\d* calls, [1-9]\d* lifecycle markers>", ran.output("%wasinn timeline"))
+    assert "image/png" in ran.mimetypes("%wasinn timeline")
+    table = ran.output("%wasinn timeline --graph mlp")
+    assert all(op in table for op in ("load_by_name", "set_input", "compute", "get_output"))
+    assert ran.output("%wasinn run c_echo").count("success: 16 bytes: 1.5 -2 3.25 4") == 3
+    assert "dtype=torch.int32" in ran.output("%%wasinn compute mlp --guest top1")
+    assert "deadline of 1.0 s exceeded" in ran.output("%config WasinnMagics.deadline = 1.0")
+
+
+CHECKS: dict[str, Callable[[Ran], None]] = {
+    "01-getting-started.ipynb": check_01,
+}
+
+
+def execute(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Ran, Path]:
+    """Run ``path`` from a copy of notebooks/ (so that nothing it writes lands in the repository)."""
+    work = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    monkeypatch.setenv("WASINN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    nb = nbformat.read(work / path.name, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(work)}}).execute()
+    seconds = time.perf_counter() - start
+    print(f"{path.name}: {seconds:.1f} s")
+    return Ran(nb, seconds), work
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_and_says_what_it_should(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {p.name for p in NOTEBOOKS.iterdir()}
+    ran, work = execute(path, tmp_path, monkeypatch)
+    for cell in ran.nb.cells:
+        if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []):
+            assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
+    # Generated files go to a temporary folder, not next to the notebooks (which binder and the workshop serve).
+    assert {p.name for p in work.iterdir()} == before, "the notebook wrote files next to itself"
+    check = CHECKS.get(path.name)
+    if check is not None:
+        check(ran)
+    else:  # another helper's tutorial without checks yet: every code cell that should speak did
+        silent = [c.source for c in ran.nb.cells if c.cell_type == "code" and not c.outputs]
+        assert len(silent) < sum(c.cell_type == "code" for c in ran.nb.cells), "nothing came out of it"
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_committed_tutorial_carries_no_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    stale = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not stale, f"{path.name}: cells with outputs or counts (run jupyter nbconvert --clear-output): {stale}"
+    assert all("execution" not in c.metadata for c in nb.cells), f"{path.name}: cells carry execution timings"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+def test_tutorials_are_numbered_in_reading_order() -> None:
+    numbers = [int(p.name[:2]) for p in TUTORIALS]
+    assert numbers == sorted(set(numbers)) and numbers[0] == 1, [p.name for p in TUTORIALS]
+    assert (NOTEBOOKS / "01-getting-started.ipynb").exists()  # binder/postBuild opens it
