@@ -287,9 +287,8 @@ def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bpe.train_from_iterator([LM_TEXT.decode()] * 4, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
     eos = tokenizer.eos_token_id
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=48, n_embd=32, n_layer=2, n_head=2, eos_token_id=eos, bos_token_id=eos
-    )
+    # 1024 positions, GPT-2's own: transformers reads a GGUF gpt2 model back with that many
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, eos_token_id=eos, bos_token_id=eos)
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("hf-gpt2")
     GPT2LMHeadModel(config).eval().save_pretrained(directory)
@@ -318,7 +317,7 @@ def test_a_hugging_face_directory_answers_prompts(hf_dir: Path) -> None:
     if tokenizer.eos_token_id in new:
         new = new[: new.index(tokenizer.eos_token_id)]
     assert reply == tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd")
-    assert host.properties("hf")["context_size"].maximum == 48
+    assert host.properties("hf")["context_size"].maximum == 1024
 
 
 def test_pickled_weights_are_never_loaded(hf_dir: Path, tmp_path: Path) -> None:
@@ -343,3 +342,65 @@ def test_the_readme_snippet_runs_as_printed(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["at on the mat.", "'at on the mat.' 14"]
+
+
+# -- GGUF files ------------------------------------------------------------------------------------------------
+
+
+def write_gguf(hf_dir: Path, path: Path) -> Path:
+    """The tiny GPT-2 as a GGUF file, written the way llama.cpp's converter lays out a gpt2 model (tensor names from
+    gguf's own map, Conv1D weights transposed, the BPE vocabulary and merges)."""
+    gguf = pytest.importorskip("gguf", reason="the [lm] extra (gguf) is not installed")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
+    config = model.config
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer.add_context_length(config.n_positions)
+    writer.add_embedding_length(config.n_embd)
+    writer.add_feed_forward_length(4 * config.n_embd)
+    writer.add_block_count(config.n_layer)
+    writer.add_head_count(config.n_head)
+    writer.add_layer_norm_eps(config.layer_norm_epsilon)
+    writer.add_file_type(0)
+    vocab = tokenizer.backend_tokenizer.get_vocab()
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    control, normal = gguf.TokenType.CONTROL, gguf.TokenType.NORMAL
+    writer.add_token_types([control if t == "<|endoftext|>" else normal for t in tokens])
+    writer.add_bos_token_id(tokenizer.eos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, config.n_layer)
+    for name, tensor in model.state_dict().items():
+        if name.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # buffers, not weights
+        mapped = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert mapped is not None, name
+        array = tensor.detach().float().numpy()
+        if mapped.endswith(("attn_qkv.weight", "attn_output.weight", "ffn_up.weight", "ffn_down.weight")):
+            array = array.T
+        writer.add_tensor(mapped, np.ascontiguousarray(array))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_gguf_file_answers_as_its_source_does(hf_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("accelerate", reason="transformers reads GGUF files only with accelerate ([lm] extra)")
+    gguf_file = write_gguf(hf_dir, tmp_path / "tiny.gguf")
+    host = Host()
+    info = host.register("from-gguf", str(gguf_file), "ggml")
+    host.register("from-dir", str(hf_dir), "ggml")
+    assert info.kind == "language model (transformers GPT2LMHeadModel)" and info.source == str(gguf_file)
+    options = {"temp": 0, "n-predict": 8}
+    reply = host.prompt("from-gguf", "the cat sat", options=options)
+    assert reply and reply == host.prompt("from-dir", "the cat sat", options=options)
+    with pytest.raises(WasiNNError) as refused:
+        Host().register("bad", str(tmp_path / "missing.gguf"), "ggml")
+    assert refused.value.code is ErrorCode.NOT_FOUND

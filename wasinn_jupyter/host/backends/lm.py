@@ -744,8 +744,9 @@ def load_hf(path: Path, device: str, max_bytes: int) -> HuggingFaceLM:
     transformers = _require("transformers", "a Hugging Face model")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
-    if path.is_file():  # GGUF
+    if path.is_file():  # GGUF: transformers dequantizes it, and needs gguf and accelerate for that
         _require("gguf", "a GGUF model")
+        _require("accelerate", "a GGUF model")
         _check_size([path], max_bytes)
         where, options["gguf_file"] = path.parent, path.name
     else:
