@@ -272,6 +272,116 @@ impl Context {
     }
 }
 
+// -- wasinn-jupyter's extensions (docs/abi/wasinn-extensions.md); only this host links them -------------------
+
+/// One output of `compute_named`: its name, witx type (6 for bf16), dims and bytes.
+#[derive(Debug, Clone)]
+pub struct NamedOutput {
+    pub name: String,
+    pub ty: u8,
+    pub dims: Vec<u32>,
+    pub data: Vec<u8>,
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+/// The `named_tensors` the host wrote into `buf` (its pointers are addresses inside `buf`).
+fn parse_named(buf: &[u8]) -> Vec<NamedOutput> {
+    let base = buf.as_ptr() as usize;
+    let at = |addr: u32| addr as usize - base;
+    let count = u32_at(buf, 0) as usize;
+    (0..count)
+        .map(|i| {
+            let r = 4 + i * 28;
+            let (name, name_len) = (at(u32_at(buf, r)), u32_at(buf, r + 4) as usize);
+            let (dims, rank) = (at(u32_at(buf, r + 8)), u32_at(buf, r + 12) as usize);
+            let (data, data_len) = (at(u32_at(buf, r + 20)), u32_at(buf, r + 24) as usize);
+            NamedOutput {
+                name: String::from_utf8_lossy(&buf[name..name + name_len]).into_owned(),
+                ty: buf[r + 16],
+                dims: (0..rank).map(|d| u32_at(buf, dims + 4 * d)).collect(),
+                data: buf[data..data + data_len].to_vec(),
+            }
+        })
+        .collect()
+}
+
+impl Graph {
+    /// The graph's property names (wasi-nn PR 80).
+    pub fn list_properties(&self) -> Result<Vec<String>, Error> {
+        let mut buf = vec![0u8; 1024];
+        let mut written = 0u32;
+        let mut e = unsafe { raw::list_properties(self.0, buf.as_mut_ptr(), buf.len() as u32, &mut written) };
+        if e == errno::TOO_LARGE {
+            buf.resize(written as usize, 0);
+            e = unsafe { raw::list_properties(self.0, buf.as_mut_ptr(), buf.len() as u32, &mut written) };
+        }
+        check(e)?;
+        let names = &buf[..written as usize];
+        Ok(names.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| String::from_utf8_lossy(n).into_owned()).collect())
+    }
+
+    /// A property's value; `Ok(None)` where the graph has no such property.
+    pub fn get_property(&self, name: &str) -> Result<Option<String>, Error> {
+        let mut buf = vec![0u8; 4096];
+        let mut written = 0u32;
+        let e = unsafe {
+            raw::get_property(self.0, name.as_ptr(), name.len() as u32, buf.as_mut_ptr(), buf.len() as u32, &mut written)
+        };
+        if e == errno::NOT_FOUND {
+            return Ok(None);
+        }
+        check(e)?;
+        Ok(Some(String::from_utf8_lossy(&buf[..written as usize]).into_owned()))
+    }
+
+    /// Applies from the next compute (to every guest sharing a graph loaded by name).
+    pub fn set_property(&self, name: &str, value: &str) -> Result<(), Error> {
+        check(unsafe { raw::set_property(self.0, name.as_ptr(), name.len() as u32, value.as_ptr(), value.len() as u32) })
+    }
+}
+
+impl Context {
+    /// One call over named tensors: (name, type, dims, data) in, the named outputs back.
+    pub fn compute_named(&mut self, inputs: &[(&str, TensorType, &[u32], &[u8])]) -> Result<Vec<NamedOutput>, Error> {
+        let list: Vec<NamedTensor> = inputs
+            .iter()
+            .map(|(name, ty, dims, data)| NamedTensor {
+                name: name.as_ptr(),
+                name_len: name.len() as u32,
+                tensor: Tensor {
+                    dims: dims.as_ptr(),
+                    dims_len: dims.len() as u32,
+                    ty: *ty as u8,
+                    data: data.as_ptr(),
+                    data_len: data.len() as u32,
+                },
+            })
+            .collect();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut written = 0u32;
+        let e = unsafe {
+            raw::compute_named(self.0, list.as_ptr(), list.len() as u32, buf.as_mut_ptr(), buf.len() as u32, &mut written)
+        };
+        if e == errno::TOO_LARGE && written as usize > buf.len() {
+            // the outputs are kept: read them again into a buffer of the size needed, without a recompute (the
+            // layout aligns data by address, so allow for a different alignment of the new buffer)
+            buf.resize(written as usize + 16, 0);
+            check(unsafe { raw::get_named_outputs(self.0, buf.as_mut_ptr(), buf.len() as u32, &mut written) })?;
+        } else {
+            check(e)?;
+        }
+        Ok(parse_named(&buf[..written as usize]))
+    }
+
+    /// Input `index` becomes output `src_index` of `src`, with no copy through linear memory.
+    pub fn set_input_from_output(&mut self, index: u32, src: &Context, src_index: u32) -> Result<(), Error> {
+        check(unsafe { raw::set_input_from_output(self.0, index, src.0, src_index) })
+    }
+}
+
 /// An output type that tells the host "type and dims as the graph produced them" (compute convention).
 pub const TYPE_FROM_GRAPH: u8 = 255;
 
