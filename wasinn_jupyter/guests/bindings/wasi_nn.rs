@@ -362,17 +362,16 @@ impl Context {
             .collect();
         let mut buf = vec![0u8; 1 << 16];
         let mut written = 0u32;
-        let e = unsafe {
+        let mut e = unsafe {
             raw::compute_named(self.0, list.as_ptr(), list.len() as u32, buf.as_mut_ptr(), buf.len() as u32, &mut written)
         };
-        if e == errno::TOO_LARGE && written as usize > buf.len() {
-            // the outputs are kept: read them again into a buffer of the size needed, without a recompute (the
-            // layout aligns data by address, so allow for a different alignment of the new buffer)
-            buf.resize(written as usize + 16, 0);
-            check(unsafe { raw::get_named_outputs(self.0, buf.as_mut_ptr(), buf.len() as u32, &mut written) })?;
-        } else {
-            check(e)?;
+        while e == errno::TOO_LARGE && written as usize > buf.len() {
+            // the outputs are kept: read them again into a buffer of the size needed, without a recompute (data is
+            // aligned by address, so a buffer at another address may need a few bytes more: then once again)
+            buf = vec![0u8; written as usize + 64];
+            e = unsafe { raw::get_named_outputs(self.0, buf.as_mut_ptr(), buf.len() as u32, &mut written) };
         }
+        check(e)?;
         Ok(parse_named(&buf[..written as usize]))
     }
 
