@@ -16,8 +16,11 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("echo_roundtrip", "large_tensor", "cnn_model", "guest_models", "wit_throughput", "recording", "residence")
-WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models", "residence"}
+SCRIPTS = (
+    "echo_roundtrip", "large_tensor", "cnn_model", "guest_models", "wit_throughput", "recording", "residence",
+    "tensor_widget",
+)  # fmt: skip
+WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models", "residence", "tensor_widget"}
 
 
 def fmt(seconds: float, unit: str) -> str:

@@ -104,9 +104,11 @@ def test_all_nan_empty_scalar_constant_and_meta() -> None:
     assert s.minimum is None and hist is None and "meta" in s.notes[0]
 
 
-def test_a_non_contiguous_tensor() -> None:
+def test_a_non_contiguous_tensor_and_the_thread_count_left_as_it_was() -> None:
     t = data(torch.float32, 600 * 500).reshape(600, 500).t()
+    threads = torch.get_num_threads()
     s, _ = summarize(t)
+    assert torch.get_num_threads() == threads  # the chunk loop runs on one thread, then gives the count back
     assert s.shape == (500, 600)
     assert s.mean == pytest.approx(reference(t.contiguous()).mean(), rel=1e-6)
 
