@@ -176,7 +176,8 @@ _Static_assert(sizeof(wasi_nn_named_tensor_t) == 28, "named tensor is 28 bytes")
 /* One call: the inputs by the model's names (TorchScript's forward arguments, a torch.export signature; input0,
  * input1... by position for a model that declares none), in any order. The outputs are laid out in out as a
  * wasi_nn_named_tensors_t (names: a model's dict keys, else output0, output1...). Short of room: TOO_LARGE, the
- * size needed in *bytes_written, and the outputs are kept: get_named_outputs reads them without a recompute.
+ * size needed in *bytes_written (exact for a 16-aligned buffer: data is aligned by address), and the outputs are
+ * kept: get_named_outputs reads them without a recompute.
  * Errnos: INVALID_ARGUMENT for a bad handle, pointer, name (over 256 bytes, not UTF-8, given twice, unknown to
  * the model, or one the model needs left out), type or size; TOO_LARGE past 256 tensors or the memory budget. */
 WASI_NN_IMPORT("compute_named")
