@@ -27,11 +27,11 @@ export function toCsv(model: TimelineModel, indices: number[]): string {
     }
   }
   const clock = model.clock;
-  const header = ['start_ns', 'duration_ns', ...(clock ? ['wall_time'] : []), ...columns];
+  const header = ['seq', 'start_ns', 'duration_ns', ...(clock ? ['wall_time'] : []), ...columns];
   const lines = [header.join(',')];
   for (const i of indices) {
     const rec = model.record(i);
-    const out = [cell(model.start[i]), cell(model.duration[i])];
+    const out = [cell(model.seq[i]), cell(model.start[i]), cell(model.duration[i])];
     if (clock) {
       out.push(new Date((clock.wallNs + (model.start[i] - clock.clockNs)) / 1e6).toISOString());
     }

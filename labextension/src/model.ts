@@ -4,7 +4,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IHello, IRecordsBatch, IReset, plottedColumns } from './protocol';
+import { fieldReader, IHello, IRecordsBatch, IReset, numericColumns } from './protocol';
 
 export const KIND_CALL = 0;
 export const KIND_LIFECYCLE = 1;
@@ -51,6 +51,7 @@ export class Dictionary {
 export class TimelineModel {
   /** Records held; columns are valid up to this index. */
   size = 0;
+  seq = new Float64Array(0);
   start = new Float64Array(0);
   duration = new Float64Array(0);
   op = new Uint16Array(0);
@@ -58,7 +59,7 @@ export class TimelineModel {
   guest = new Uint16Array(0);
   kind = new Uint8Array(0);
   ok = new Uint8Array(0);
-  /** Each record's fields other than start and duration, under `keys[i]` (one array per batch, shared). */
+  /** Each record's fields other than seq, start and duration, under `keys[i]` (one array per batch, shared). */
   rows: unknown[][] = [];
   keys: string[][] = [];
   readonly ops = new Dictionary();
@@ -107,39 +108,38 @@ export class TimelineModel {
   }
 
   ingest(batch: IRecordsBatch, buffer: ArrayBuffer | ArrayBufferView | undefined, now: number): number {
-    const count = batch.rows.length;
-    const plotted = plottedColumns(buffer, count);
+    const count = batch.count;
+    const numeric = numericColumns(buffer, count);
     const keys = batch.keys;
-    const at = (name: string) => keys.indexOf(name);
-    const [iSeq, iCall, iGraph, iGuest, iKind, iOutcome] = [
-      at('seq'),
-      at('call'),
-      at('graph'),
-      at('guest'),
-      at('kind'),
-      at('outcome')
-    ];
+    const readers = keys.map(k => fieldReader(batch, k));
+    const at = (name: string) => {
+      const k = keys.indexOf(name);
+      return k >= 0 ? readers[k] : () => null;
+    };
+    const [call, graph, guest, kind, outcome] = ['call', 'graph', 'guest', 'kind', 'outcome'].map(at);
     const dedup = `${this.epoch}:${batch.generation}`;
     let lastSeq = this._lastSeq.get(dedup) ?? -1;
     this._reserve(this.size + count);
     let added = 0;
     let calls = 0;
     for (let r = 0; r < count; r++) {
-      const row = batch.rows[r];
-      const seq = iSeq >= 0 ? Number(row[iSeq]) : lastSeq + 1;
+      const seq = numeric[3 * r];
       if (seq <= lastSeq) {
         continue; // a replay overlapping what this page already holds
       }
       lastSeq = seq;
       const i = this.size + added;
-      this.start[i] = plotted[2 * r];
-      this.duration[i] = plotted[2 * r + 1];
-      this.op[i] = this.ops.code(iCall >= 0 ? row[iCall] : '?');
-      this.graph[i] = this.graphs.code(iGraph >= 0 ? row[iGraph] : null);
-      this.guest[i] = this.guests.code(iGuest >= 0 ? row[iGuest] : null);
-      const isCall = iKind < 0 || row[iKind] !== 'lifecycle';
+      const row = readers.map(read => read(r));
+      this.seq[i] = seq;
+      this.start[i] = numeric[3 * r + 1];
+      this.duration[i] = numeric[3 * r + 2];
+      this.op[i] = this.ops.code(call(r) ?? '?');
+      this.graph[i] = this.graphs.code(graph(r));
+      this.guest[i] = this.guests.code(guest(r));
+      const isCall = kind(r) !== 'lifecycle';
       this.kind[i] = isCall ? KIND_CALL : KIND_LIFECYCLE;
-      this.ok[i] = iOutcome < 0 || row[iOutcome] === 'ok' ? 1 : 0;
+      const result = outcome(r);
+      this.ok[i] = result === null || result === 'ok' ? 1 : 0;
       this.rows[i] = row;
       this.keys[i] = keys;
       if (isCall) {
@@ -187,7 +187,7 @@ export class TimelineModel {
 
   /** The record's fields by name, start and duration included (hover details, CSV). */
   record(i: number): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = { seq: this.seq[i] };
     const keys = this.keys[i];
     const row = this.rows[i];
     for (let k = 0; k < keys.length; k++) {
@@ -239,6 +239,7 @@ export class TimelineModel {
       b.set(a.subarray(0, this.size) as never);
       return b;
     };
+    this.seq = grow(this.seq, c => new Float64Array(c));
     this.start = grow(this.start, c => new Float64Array(c));
     this.duration = grow(this.duration, c => new Float64Array(c));
     this.op = grow(this.op, c => new Uint16Array(c));

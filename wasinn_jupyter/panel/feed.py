@@ -15,18 +15,23 @@ On ``subscribe`` the kernel sends ``hello``, replays the current session's timel
 reloaded page gets the history) and then streams. Messages, kernel to panel:
 
 - ``{"type": "hello", "generation", "version", "clock_ns", "wall_ns", "replay": True|False}``
-- ``{"type": "records", "generation", "keys", "rows", "dropped"}`` with one buffer, a little-endian float64 array
-  ``[start_ns, duration_ns] * len(rows)`` (what the panel plots, binary and exact), and ``rows`` each record's other
-  fields in ``keys`` order (whatever ``CallRecord.as_dict()`` holds, so new fields reach the panel's hover details);
-  ``dropped`` counts records lost before this batch (the bound, or the timeline's own ring).
+- ``{"type": "records", "generation", "count", "keys", "columns", "constants", "dropped"}`` with one buffer, a
+  little-endian float64 array ``[seq, start_ns, duration_ns] * count`` (what the panel plots, binary and exact);
+  ``keys`` names each record's other fields (every CallRecord field, as ``as_dict()`` gives them, so new fields
+  reach the panel's hover details), each in ``constants`` (one value for the whole batch) or in ``columns``: a
+  list (one value a record) or ``{"values", "index"}`` (the distinct values, and each record's index into them);
+  ``dropped`` counts records lost before this batch (the bound, or the timeline's ring).
 - ``{"type": "reset", "generation", "clock_ns"}`` when ``%wasinn reset`` replaced the session (sequence numbers
   restart).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import math
+import operator
 import threading
 import time
 from collections import deque
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TARGET = "wasinn.timeline"
-PLOTTED = ("start_ns", "duration_ns")  # the fields that travel in the binary buffer
+NUMERIC = ("seq", "start_ns", "duration_ns")  # the fields that travel in the binary buffer, as float64
 
 
 @dataclass(frozen=True)
@@ -62,23 +67,60 @@ def _open_comm(**kwargs: Any) -> Any:
 
 
 def encode(records: list[CallRecord], generation: int, dropped: int = 0) -> tuple[dict[str, Any], list[bytes]]:
-    """One ``records`` message: its JSON part and its one buffer (see the module docstring)."""
+    """One ``records`` message: its JSON part and its one buffer (see the module docstring).
+
+    Field by field, over the records' own values (hashable: strings, numbers, tuples of TensorMeta): a field with
+    one value in the batch goes once, as a constant; one with few values goes as those values and an index per
+    record; only distinct values are made JSON (a NamedTuple by its ``as_dict``/``_asdict``, like ``as_dict()``).
+    Runs in the feed's thread, never on a guest's call.
+    """
     import numpy as np
 
-    dicts = [rec.as_dict() for rec in records]
-    keys = [k for k in dicts[0] if k not in PLOTTED] if dicts else []
-    plotted = np.array([[d["start_ns"], d["duration_ns"]] for d in dicts], dtype="<f8").reshape(-1)
-    rows = [[_jsonable(d.get(k)) for k in keys] for d in dicts]
-    data = {"type": "records", "generation": generation, "keys": keys, "rows": rows, "dropped": dropped}
-    return data, [plotted.tobytes()]
+    names = [f.name for f in dataclasses.fields(records[0])] if records else []
+    numeric = np.fromiter(
+        itertools.chain.from_iterable((r.seq, r.start_ns, r.duration_ns) for r in records),
+        dtype="<f8",
+        count=3 * len(records),
+    )
+    keys = [k for k in names if k not in NUMERIC]
+    columns: dict[str, Any] = {}
+    constants: dict[str, Any] = {}
+    for key in keys:
+        column = list(map(operator.attrgetter(key), records))
+        codes: dict[Any, int] = {}
+        try:
+            index = [codes.setdefault(v, len(codes)) for v in column]
+        except TypeError:  # an unhashable value (a list a later field holds): value by value
+            columns[key] = [_jsonable(v) for v in column]
+            continue
+        if len(codes) == 1:
+            constants[key] = _jsonable(column[0])
+        elif len(codes) * 2 > len(column):
+            columns[key] = [_jsonable(v) for v in column]
+        else:
+            columns[key] = {"values": [_jsonable(v) for v in codes], "index": index}
+    data = {
+        "type": "records",
+        "generation": generation,
+        "count": len(records),
+        "keys": keys,
+        "columns": columns,
+        "constants": constants,
+        "dropped": dropped,
+    }
+    return data, [numeric.tobytes()]
 
 
 def _jsonable(value: Any) -> Any:
-    """What JSON can carry: a field a later CallRecord adds may hold a tuple, a float NaN, or an object."""
+    """What JSON carries, as ``CallRecord.as_dict()`` gives it: a TensorMeta (any NamedTuple) as a dict, tuples as
+    lists, a float that is not finite as null, an unknown object as its text."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    as_dict = getattr(value, "as_dict", None) or getattr(value, "_asdict", None)
+    if callable(as_dict):
+        return _jsonable(as_dict())
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
