@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -76,8 +77,36 @@ def check_01(ran: Ran) -> None:
     assert "deadline of 1.0 s exceeded" in ran.output("%config WasinnMagics.deadline = 1.0")
 
 
+def check_02(ran: Ran) -> None:
+    accuracy = re.search(r"accuracy on 256 new pictures: ([\d.]+)%", ran.output("model = torch.nn.Sequential("))
+    assert accuracy and float(accuracy.group(1)) >= 90, ran.output("model = torch.nn.Sequential(")
+    assert "training pictures: f32[8, 3, 16, 16]" in ran.output("from wasinn_jupyter.widgets import")
+    assert "/images/ring.ppm: class 3 (ring)" in ran.output("labels = ")
+    every = ran.output("for kind, label in enumerate(LABELS):")
+    for k, label in enumerate(["vertical stripes", "horizontal stripes", "square", "ring"]):
+        assert f"/images/{label.replace(' ', '-')}.ppm: class {k} ({label})" in every
+    bad = ran.output('(work / "notes.ppm")')
+    assert "/images/notes.ppm: not an 8-bit binary PPM" in bad and "exited with code 1" in bad
+    assert "ring.ppm as the guest sends it: f32[1, 3, 16, 16]" in ran.output("def read_ppm")
+    assert WIDGET in ran.mimetypes("def read_ppm")
+    assert "top class: ring" in ran.output('print("top class:"')
+    assert "precision = fp32 (choice)" in ran.output("params = %wasinn params shapes")
+    assert "precision = fp16 (choice)" in ran.output('params.set("precision", "fp16")')
+    compared = ran.output('print(f"fp32 {scores.tolist()}')
+    change = re.search(r"largest change ([\d.e+-]+);", compared)
+    assert change and 0 < float(change.group(1)) < 0.1, compared  # fp16 moved the scores, not the answer
+    assert "dtype back to the guest: torch.float32" in compared and "same class: True" in compared
+    on_target = ran.output("%wasinn run --dir {work}::/images classify shapes_on_target")
+    assert "/images/square.ppm: class 2 (square)" in on_target
+    if torch.cuda.is_available():
+        assert "CUDA:" in ran.output("import copy") and "cuda" in on_target
+    else:
+        assert "no CUDA here: the CPU path" in ran.output("import copy")
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
     "01-getting-started.ipynb": check_01,
+    "02-image-classification.ipynb": check_02,
 }
 
 
