@@ -128,8 +128,9 @@ def image(tensor: torch.Tensor, layout: str, n: int, max_side: int = IMAGE_SIDE)
     chw = picture if layout == "chw" else picture.permute(2, 0, 1)
     h, w = chw.shape[1:]
     step = max(1, math.ceil(max(h, w) / max_side))
-    values = chw.to(torch.float32)
-    if step > 1:
+    pooled = chw.numel() <= POOL_LIMIT  # past it, every step-th pixel: no full-size float copy of a huge image
+    values = chw.to(torch.float32) if pooled else chw[:, ::step, ::step].to(torch.float32)
+    if step > 1 and pooled:
         values = F.avg_pool2d(values[None], step, ceil_mode=True)[0]
     values = torch.nan_to_num(values, nan=0.0)
     if tensor.dtype == torch.uint8:
@@ -148,5 +149,5 @@ def image(tensor: torch.Tensor, layout: str, n: int, max_side: int = IMAGE_SIDE)
     alpha = torch.full((*rgb.shape[:2], 1), 255, dtype=torch.uint8, device=rgb.device)
     rgba = torch.cat([rgb, alpha], dim=2).cpu().numpy()
     if step > 1:
-        note += f", mean of {step}x{step} blocks"
+        note += f", mean of {step}x{step} blocks" if pooled else f", every {step}th pixel"
     return Image(np.ascontiguousarray(rgba), note)
