@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
     "echo_roundtrip", "large_tensor", "cnn_model", "guest_models", "wit_throughput", "recording", "residence",
-    "tensor_widget",
+    "tensor_widget", "prompt_tokens",
 )  # fmt: skip
 WITH_DEVICE = {"large_tensor", "cnn_model", "guest_models", "residence", "tensor_widget"}
 
