@@ -554,6 +554,9 @@ class Guest:
         self._closed = True
         if not self._abandoned:  # an abandoned guest's worker frees them when its host call returns
             self.client.close()
+            release = getattr(getattr(self, "_linking", None), "release", None)
+            if release is not None:  # a component closes its Store now (component/linking.py says why)
+                release(self.store)
         self._event("close")
 
     def __enter__(self) -> Guest:

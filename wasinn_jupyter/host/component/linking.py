@@ -12,6 +12,7 @@ line, instead. wasmtime lifts a ``list<u8>`` that a guest passes to the host wit
 
 from __future__ import annotations
 
+import atexit
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ class WitComponent:
         self.dead: str | None = None  # why the instance can no longer be entered
         self._label = guest.label
         self._stopping = weakref.WeakMethod(guest._check_stop)  # a host stop is told by the Guest, not here
+        _STORES.add(guest.store)
 
     def instantiate(self, store: Store) -> Instance:
         try:
@@ -104,8 +106,27 @@ class WitComponent:
     def memory(self, store: Store) -> wasmtime.Memory | None:
         return None  # a component exports no memory to its host
 
-    def close(self) -> None:
+    def release(self, store: Store) -> None:
+        """The guest closed: give back its tensors' budget and close its Store now (see :func:`_close_stores`)."""
         self.binding.release_all()
+        _STORES.discard(store)
+        store.close()
+
+
+# A component's Store holds WASI preview 2 state that wasmtime flushes and frees on tokio worker threads, which
+# may call back into Python (a guest's stdout sink). Dropped while the interpreter finalizes, such a callback
+# finds no Python and the process aborts ("panic in a function that cannot unwind"). So Stores are closed when
+# their guest closes, and any still open when the interpreter exits are closed before it finalizes.
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_stores() -> None:
+    for store in list(_STORES):
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
 
 
 def _explained(exc: BaseException) -> BaseException:
