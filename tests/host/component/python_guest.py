@@ -29,7 +29,10 @@ except nn.WasiNNError as exc:
     print("error", exc.code)
 """
 
-CACHE = Path(os.environ.get("WASINN_TEST_PYGUEST_CACHE") or Path(tempfile.gettempdir()) / f"wasinn-test-python-guest-{os.getpid()}")
+CACHE = Path(
+    os.environ.get("WASINN_TEST_PYGUEST_CACHE")
+    or Path(tempfile.gettempdir()) / f"wasinn-test-python-guest-{os.getpid()}"
+)
 
 
 def needs_componentize_py() -> None:
