@@ -404,3 +404,22 @@ def test_a_gguf_file_answers_as_its_source_does(hf_dir: Path, tmp_path: Path) ->
     with pytest.raises(WasiNNError) as refused:
         Host().register("bad", str(tmp_path / "missing.gguf"), "ggml")
     assert refused.value.code is ErrorCode.NOT_FOUND
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_prompt_graph_on_the_gpu_says_what_it_says_on_the_cpu(tiny_lm_dir: Path) -> None:
+    host = Host()
+    host.register("cpu", str(tiny_lm_dir), "ggml")
+    host.register("gpu", str(tiny_lm_dir), "ggml", target="gpu")
+    assert graph_of(host, "gpu").device.startswith("cuda")
+    options = {"temp": 0, "n-predict": 14}
+    assert host.prompt("gpu", "the cat s", options=options) == host.prompt("cpu", "the cat s", options=options)
+    with host.client() as client:  # a guest's budget is charged the cache on the GPU too, and refunded
+        ctx = client.init_execution_context(client.load_by_name("gpu"))
+        client.set_input_bytes(ctx, 0, (1,), U8, np.frombuffer(b"the cat s", dtype=np.uint8))
+        held = client.budget.used
+        client.compute_single(ctx)
+        assert client.budget.used > held
+        client.fini_single(ctx)
+        assert client.budget.used == held
