@@ -54,6 +54,8 @@ export class TimelineModel {
   seq = new Float64Array(0);
   start = new Float64Array(0);
   duration = new Float64Array(0);
+  /** log10 of each duration (at least 1 ns), computed once on arrival: the plot's y. */
+  logDuration = new Float32Array(0);
   op = new Uint16Array(0);
   graph = new Uint16Array(0);
   guest = new Uint16Array(0);
@@ -68,6 +70,15 @@ export class TimelineModel {
   markers: IMarker[] = [];
   /** Records the kernel could not send (its bound, or its timeline's ring, dropped them). */
   dropped = 0;
+  /** Extents of what is held, kept as records arrive: time over every record, latency over the calls. */
+  tMin = Infinity;
+  tMax = -Infinity;
+  logMin = Infinity;
+  logMax = -Infinity;
+  /** Operations that have calls (not only lifecycle events): the legend. */
+  readonly callOps = new Set<number>();
+  /** Bumped by clear(): a view that drew records up to some index must start again. */
+  clears = 0;
   /** Which kernel process (bumped on a restart or a new kernel) and session (`%wasinn reset`). */
   epoch = 0;
   generation = 0;
@@ -131,13 +142,24 @@ export class TimelineModel {
       const i = this.size + added;
       const row = readers.map(read => read(r));
       this.seq[i] = seq;
-      this.start[i] = numeric[3 * r + 1];
-      this.duration[i] = numeric[3 * r + 2];
+      const start = numeric[3 * r + 1];
+      const duration = numeric[3 * r + 2];
+      const logDuration = Math.log10(Math.max(duration, 1));
+      this.start[i] = start;
+      this.duration[i] = duration;
+      this.logDuration[i] = logDuration;
       this.op[i] = this.ops.code(call(r) ?? '?');
       this.graph[i] = this.graphs.code(graph(r));
       this.guest[i] = this.guests.code(guest(r));
       const isCall = kind(r) !== 'lifecycle';
       this.kind[i] = isCall ? KIND_CALL : KIND_LIFECYCLE;
+      this.tMin = Math.min(this.tMin, start);
+      this.tMax = Math.max(this.tMax, isCall ? start + duration : start);
+      if (isCall) {
+        this.callOps.add(this.op[i]);
+        this.logMin = Math.min(this.logMin, logDuration);
+        this.logMax = Math.max(this.logMax, logDuration);
+      }
       const result = outcome(r);
       this.ok[i] = result === null || result === 'ok' ? 1 : 0;
       this.rows[i] = row;
@@ -217,6 +239,12 @@ export class TimelineModel {
 
   clear(): void {
     this.size = 0;
+    this.clears++;
+    this.callOps.clear();
+    this.tMin = Infinity;
+    this.tMax = -Infinity;
+    this.logMin = Infinity;
+    this.logMax = -Infinity;
     this.rows = [];
     this.keys = [];
     this.markers = [];
@@ -234,7 +262,7 @@ export class TimelineModel {
       return;
     }
     const cap = Math.max(n, this.start.length * 2, 1024);
-    const grow = <T extends Float64Array | Uint16Array | Uint8Array>(a: T, make: (c: number) => T): T => {
+    const grow = <T extends Float64Array | Float32Array | Uint16Array | Uint8Array>(a: T, make: (c: number) => T): T => {
       const b = make(cap);
       b.set(a.subarray(0, this.size) as never);
       return b;
@@ -242,6 +270,7 @@ export class TimelineModel {
     this.seq = grow(this.seq, c => new Float64Array(c));
     this.start = grow(this.start, c => new Float64Array(c));
     this.duration = grow(this.duration, c => new Float64Array(c));
+    this.logDuration = grow(this.logDuration, c => new Float32Array(c));
     this.op = grow(this.op, c => new Uint16Array(c));
     this.graph = grow(this.graph, c => new Uint16Array(c));
     this.guest = grow(this.guest, c => new Uint16Array(c));

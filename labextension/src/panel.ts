@@ -7,7 +7,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { download, toCsv } from './csv';
-import { Dictionary, IFilter, KIND_LIFECYCLE } from './model';
+import { Dictionary, IFilter } from './model';
 import { ERROR_COLOR, formatNs, opColor, TimelinePlot } from './plot';
 import { KernelFeed } from './tracker';
 
@@ -224,12 +224,7 @@ export class TimelinePanel extends Widget {
       this._legend.replaceChildren();
       return;
     }
-    const calls = new Set<number>();
-    for (let i = 0; i < model.size; i++) {
-      if (model.kind[i] !== KIND_LIFECYCLE) {
-        calls.add(model.op[i]);
-      }
-    }
+    const calls = model.callOps;
     if (this._legend.childElementCount !== calls.size + 1) {
       const item = (color: string, label: string) => {
         const span = document.createElement('span');

@@ -79,6 +79,11 @@ export class TimelinePlot {
   private _mx: number[] = [];
   private _mi: number[] = [];
   private _image: ImageData | null = null;
+  /** What the image holds: marks of records [0, _drawn) of _model, drawn at the scales and filter of _key. */
+  private _key = '';
+  private _model: TimelineModel | null = null;
+  private _drawn = 0;
+  private _lifecycle: number[] = [];
 
   constructor() {
     this.canvas.className = 'wasinn-timeline-canvas';
@@ -105,32 +110,12 @@ export class TimelinePlot {
 
     const n = model.size;
     const [g, u, o] = TimelineModel.codes(model, filter);
-    const { start, duration, op, graph, guest, kind, ok } = model;
+    const { start, logDuration, op, graph, guest, kind, ok } = model;
 
-    // Scales: time over every record held (filters do not move the axis), log latency over the shown calls.
-    let tMin = Infinity;
-    let tMax = -Infinity;
-    let dMin = Infinity;
-    let dMax = -Infinity;
-    for (let i = 0; i < n; i++) {
-      const t = start[i];
-      if (t < tMin) {
-        tMin = t;
-      }
-      const end = kind[i] === KIND_LIFECYCLE ? t : t + duration[i];
-      if (end > tMax) {
-        tMax = end;
-      }
-      if (kind[i] !== KIND_LIFECYCLE) {
-        const d = duration[i];
-        if (d < dMin) {
-          dMin = d;
-        }
-        if (d > dMax) {
-          dMax = d;
-        }
-      }
-    }
+    // Scales: time over every record held (filters do not move the axes), log latency over the calls. The time
+    // axis grows in steps of a quarter or so, so that while calls stream in most frames only add marks.
+    let tMin = model.tMin;
+    let tMax = model.tMax;
     for (const m of model.markers) {
       tMin = Math.min(tMin, m.startNs);
       tMax = Math.max(tMax, m.startNs);
@@ -139,42 +124,49 @@ export class TimelinePlot {
       tMin = 0;
       tMax = 1e9;
     }
-    if (tMax - tMin < 1e6) {
-      tMax = tMin + 1e6;
-    }
-    const pad = (tMax - tMin) * 0.02;
-    const x0 = tMin - pad;
-    const x1 = tMax + pad;
-    let y0 = isFinite(dMin) ? Math.floor(Math.log10(Math.max(dMin, 1))) : 3;
-    let y1 = isFinite(dMax) ? Math.ceil(Math.log10(Math.max(dMax, 1))) : 6;
+    const range = roomyCeil(Math.max(tMax - tMin, 1e6) * 1.02);
+    const x0 = tMin - range * 0.02;
+    const x1 = tMin + range;
+    let y0 = isFinite(model.logMin) ? Math.floor(model.logMin) : 3;
+    let y1 = isFinite(model.logMax) ? Math.ceil(model.logMax) : 6;
     if (y1 - y0 < 1) {
       y1 = y0 + 1;
     }
-    if (y1 === Math.log10(Math.max(dMax, 1))) {
+    if (y1 === model.logMax) {
       y1 += 0.1; // a mark on the top edge stays inside
     }
     y0 -= 0.05;
     const sx = pw / (x1 - x0);
     const sy = ph / (y1 - y0);
 
-    // Marks, straight into pixels.
-    if (!this._image || this._image.width !== pw || this._image.height !== ph) {
-      this._image = ctx.createImageData(pw, ph);
+    // Marks, straight into pixels: only those not drawn yet, unless the scales, size or filter changed.
+    const key = [pw, ph, dpr, x0, x1, y0, y1, g, u, o, model.clears].join('|');
+    if (!this._image || key !== this._key || model !== this._model || n < this._drawn) {
+      if (!this._image || this._image.width !== pw || this._image.height !== ph) {
+        this._image = ctx.createImageData(pw, ph);
+      }
+      new Uint32Array(this._image.data.buffer).fill(0);
+      this._key = key;
+      this._model = model;
+      this._drawn = 0;
+      this._count = 0;
+      this._lifecycle = [];
     }
     const pixels = new Uint32Array(this._image.data.buffer);
-    pixels.fill(0);
     const colors = model.ops.values.map((_, c) => rgba(opColor(c)));
     const errorColor = rgba(ERROR_COLOR);
     const s = Math.max(2, Math.round(2.5 * dpr));
     const half = s >> 1;
     if (this._px.length < n) {
-      this._px = new Float32Array(n);
-      this._py = new Float32Array(n);
-      this._pi = new Int32Array(n);
+      const grow = <T extends Float32Array | Int32Array>(a: T, b: T): T => (b.set(a.subarray(0, this._count)), b);
+      const cap = Math.max(n, this._px.length * 2);
+      this._px = grow(this._px, new Float32Array(cap));
+      this._py = grow(this._py, new Float32Array(cap));
+      this._pi = grow(this._pi, new Int32Array(cap));
     }
-    let count = 0;
-    const lifecycle: number[] = [];
-    for (let i = 0; i < n; i++) {
+    let count = this._count;
+    const lifecycle = this._lifecycle;
+    for (let i = this._drawn; i < n; i++) {
       if (kind[i] === KIND_LIFECYCLE) {
         if (u === -1 || guest[i] === u) {
           lifecycle.push(i);
@@ -185,7 +177,7 @@ export class TimelinePlot {
         continue;
       }
       const px = ((start[i] - x0) * sx) | 0;
-      const py = (ph - 1 - (Math.log10(Math.max(duration[i], 1)) - y0) * sy) | 0;
+      const py = (ph - 1 - (logDuration[i] - y0) * sy) | 0;
       const color = ok[i] ? colors[op[i]] : errorColor;
       const xa = Math.max(0, px - half);
       const xb = Math.min(pw, px - half + s);
@@ -203,6 +195,7 @@ export class TimelinePlot {
       count++;
     }
     this._count = count;
+    this._drawn = n;
     ctx.putImageData(this._image, Math.round(MARGIN.left * dpr), Math.round(MARGIN.top * dpr));
 
     // Axes, grid and markers, in CSS pixels.
@@ -269,6 +262,11 @@ export class TimelinePlot {
     return { points: count, markers: this._mx.length, ms: performance.now() - t0 };
   }
 
+  /** Draw every mark again at the next render (a benchmark's full redraw). */
+  invalidate(): void {
+    this._key = '';
+  }
+
   /** What is under the pointer at CSS (x, y) of the canvas: the nearest mark within 8 px, or a marker. */
   hit(x: number, y: number): Hit | null {
     if (y < MARGIN.top) {
@@ -312,6 +310,17 @@ export class TimelinePlot {
   get marks(): number {
     return this._count;
   }
+}
+
+/** `raw` rounded up to 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten (at most a third more). */
+function roomyCeil(raw: number): number {
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const f of [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) {
+    if (f * p >= raw) {
+      return f * p;
+    }
+  }
+  return 10 * p;
 }
 
 function niceStep(raw: number): number {

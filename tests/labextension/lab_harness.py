@@ -234,6 +234,11 @@ class Lab:
         """Evaluate ``expression`` with ``panel`` bound to the TimelinePanel widget."""
         return self.page.evaluate(f"() => {{ const panel = {self.PANEL}; return {expression}; }}")
 
+    def full_redraws(self, times: int) -> list[float]:
+        """Milliseconds of ``times`` redraws of every mark the panel holds (not only the new ones)."""
+        script = f"Array.from({{length: {times}}}, () => (panel.plot.invalidate(), panel.render(), panel.lastRenderMs))"
+        return [float(ms) for ms in self.panel(script)]
+
     def stats(self) -> dict[str, str]:
         return dict(self.page.evaluate("() => ({...document.querySelector('.wasinn-timeline').dataset})"))
 
