@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wasinn_jupyter.scale.job import MapJob, Preload
-from wasinn_jupyter.scale.ray_support import INSTALL_HINT
+from wasinn_jupyter.scale.ray_support import INSTALL_HINT, start_local
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -84,20 +84,7 @@ def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason=f"Ray is not installed; {INSTALL_HINT}")
     started = not ray.is_initialized()
     if started:
-        for attempt in (1, 2):  # Ray gives its raylet 30 s to start: a loaded machine may need a second try
-            try:
-                ray.init(
-                    address="local",
-                    num_cpus=2,
-                    include_dashboard=False,
-                    configure_logging=False,
-                    _node_ip_address="127.0.0.1",
-                )
-                break
-            except Exception:
-                ray.shutdown()
-                if attempt == 2:
-                    raise
+        start_local(num_cpus=2)
     yield ray
     if started:
         ray.shutdown()

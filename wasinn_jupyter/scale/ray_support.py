@@ -39,7 +39,7 @@ def connect(address: str = "auto") -> ModuleType:
     quiet = {"include_dashboard": False, "configure_logging": False}
     try:
         if address == "local":
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **quiet)
+            start_local()
         elif address == "auto":
             ray.init(**quiet)
         else:
@@ -53,3 +53,26 @@ def actor_died(exc: BaseException) -> bool:
     """Whether ``exc`` says an actor died or could not be reached (rather than its method raising)."""
     ray = require_ray()
     return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError))
+
+
+def start_local(num_cpus: int | None = None, attempts: int = 3) -> ModuleType:
+    """Start a local Ray cluster on 127.0.0.1 (``num_cpus``: this machine's by default; no dashboard).
+
+    Ray gives its raylet 30 s to come up, which a loaded small machine can miss: it tries ``attempts`` times.
+    """
+    ray = require_ray()
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                configure_logging=False,
+                _node_ip_address="127.0.0.1",
+            )
+            return ray
+        except Exception:
+            ray.shutdown()
+            if attempt == attempts:
+                raise
+    return ray
