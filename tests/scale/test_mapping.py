@@ -145,3 +145,16 @@ def test_workers_serve_several_maps(tmp_path: Path) -> None:
     assert [r.stdout for r in first.results] == ["a0", "a1"] and [r.stdout for r in second.results] == ["b0"]
     assert first.startup_s > 0 and len([r for r in timeline.records() if r.call == "compile"]) == 1
     assert pool.closed
+
+
+def test_without_ray_the_ray_paths_say_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    write_inputs(tmp_path, ["ok"])
+    assert main(["map", str(BEHAVE), "--over", str(tmp_path), "--ray", "auto"]) == 1
+    assert "Ray is not installed; pip install 'wasinn-jupyter[ray]'" in capsys.readouterr().err
+    assert main(["run", "--ray", "auto", "--nn-preload", "e:pytorch:cpu:echo", str(BEHAVE), "x"]) == 1
+    assert "Ray is not installed" in capsys.readouterr().err
