@@ -104,9 +104,29 @@ def check_02(ran: Ran) -> None:
         assert "no CUDA here: the CPU path" in ran.output("import copy")
 
 
+def check_03(ran: Ran) -> None:
+    assert "app.wasm" in ran.output("!{sys.executable} -m ziglang") and "app-wasmedge.wasm" in ran.output("!{sys")
+    answer = "means: red 0.20 green 0.90 blue 0.40 -> green"
+    from_bytes = ran.output("!wasinn run --dir .:. app.wasm model.pt")
+    assert "Read torchscript binaries, size in bytes:" in from_bytes and answer in from_bytes  # load, sandboxed
+    preloaded = ran.output("!wasinn run --dir .:. --nn-preload default:PyTorch:CPU:model.pt")
+    assert "Read torchscript" not in preloaded and answer in preloaded
+    graph_dir = ran.output("!wasinn run --nn-graph pytorch::fixture")
+    assert answer in graph_dir and re.search(r"load_by_name\s+1\s+0", graph_dir)
+    peer = ran.output("import subprocess")
+    assert "unsupported backend: pytorch" in peer or "no wasmtime CLI here" in peer
+    spec = ran.output("!wasinn run --dir .:. app.wasm resnet")
+    assert "loading resnet: errno 8 (not_found)" in spec and "no graph named 'resnet'" in spec
+    assert "exit status 1" in spec
+    wasmedge = ran.output("!wasinn run --dir .:. app-wasmedge.wasm resnet")
+    assert "loading resnet: errno 103 (model_not_found)" in wasmedge and "load_by_name_with_config" in wasmedge
+    assert "errno 103 (model_not_found)" in ran.output("!wasinn run --errno-dialect wasmedge")
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
     "01-getting-started.ipynb": check_01,
     "02-image-classification.ipynb": check_02,
+    "03-guests-from-other-hosts.ipynb": check_03,
 }
 
 
