@@ -199,6 +199,8 @@ def test_a_full_context_is_101_and_a_long_prompt_102(chat: Host) -> None:
     assert code_of(ctx.compute) is ErrorCode.PROMPT_TOO_LONG
     set_prompt(ctx, b"")
     assert code_of(ctx.compute) is ErrorCode.INVALID_ARGUMENT
+    set_prompt(ctx, b"x" * (32 * 256 + 1))  # not even tokenized
+    assert ctx.prompt_ids == [] and code_of(ctx.compute_single) is ErrorCode.PROMPT_TOO_LONG
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,9 @@ INPUT_NAMES = ["prompt", "metadata"]
 OUTPUT_NAMES = ["text", "metadata"]
 PROMPT_ABILITIES = frozenset({"prompt", "streaming", "properties"})
 MAX_METADATA = 1 << 20
+# A prompt of more bytes than this per position of the model cannot fit its context under any tokenizer we know;
+# it is not tokenized (a hostile guest's gigabyte prompt would cost the host many times that as token lists).
+MAX_BYTES_PER_POSITION = 256
 INSTALL_HINT = "pip install 'wasinn-jupyter[lm]'"
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -511,6 +514,7 @@ class PromptContext(ExecutionContext):
         # The owning guest's stop reason (interrupted, past its deadline), checked between tokens: a whole reply
         # is one host call, which a guest's deadline could not cut short otherwise.
         self.stop_check: Callable[[], str | None] | None = None
+        self.oversized = 0  # bytes of a prompt too long to tokenize (prompt_too_long at compute, as WasmEdge says)
 
     # -- inputs ---------------------------------------------------------------------------------------------
 
@@ -527,7 +531,9 @@ class PromptContext(ExecutionContext):
         else:
             self._end_stream()
             self._last_count = 0
-            self.prompt_ids = self.graph.lm.encode(raw)
+            positions = self.graph.lm.max_positions
+            self.oversized = nbytes if nbytes > positions * MAX_BYTES_PER_POSITION else 0
+            self.prompt_ids = [] if self.oversized else self.graph.lm.encode(raw)
             self.reply, self.piece = b"", b""
             self._drop_outputs()
         self.store_input(index, _bytes_tensor(raw))
@@ -566,6 +572,12 @@ class PromptContext(ExecutionContext):
     # -- compute ---------------------------------------------------------------------------------------------
 
     def _start(self) -> Generation:
+        if self.oversized:
+            fail(
+                ErrorCode.PROMPT_TOO_LONG,
+                f"the prompt is {self.oversized} bytes: far more than the model's {self.graph.lm.max_positions} "
+                "positions hold",
+            )
         settings = self.graph.settings(self.overrides)
         return Generation(self.graph.lm, self.prompt_ids, settings, self.budget)
 
