@@ -50,6 +50,7 @@ class Limits:
     guest_models: str | bool = "sandbox"
     sandbox_load_s: float = 60.0  # one `load` in the sandbox worker
     sandbox_compute_s: float | None = 600.0  # one compute of a guest-supplied graph; None: until the guest stops
+    guests_set_shared_properties: bool = False  # may a guest change a registered (shared) graph's properties?
 
     def __post_init__(self) -> None:
         self.guest_models = self.guest_model_mode()

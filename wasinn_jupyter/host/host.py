@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from .handles import ByteBudget, HandleTable, Limits
 from .registry import Entry, Registry
 from .sandbox.remote import MAX_CRASHES_PER_GUEST, Buffer, SandboxProcess
 from .tensors import Tensor, TensorType
-from .timeline import DEFAULT_SIZE, RawTensor, Timeline, start_timer
+from .timeline import DEFAULT_SIZE, NO_IO, SHAPES, DeviceTimer, Timeline, shared_dims, start_timer
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -39,26 +39,17 @@ _client_ids = itertools.count(1)  # unique in the process: a front-end's record 
 _now = time.perf_counter_ns
 
 
-def _noted(tensors: Sequence[Tensor] | None, names: Sequence[str] | None) -> tuple[RawTensor, ...] | None:
-    """Tensors as the timeline keeps them (see Timeline.writer); one tensor, the usual case, skips the loop."""
-    if tensors is None:
-        return None
-    if len(tensors) == 1:
-        t = tensors[0]
-        return ((names[0] if names else 0, t.dims, t.type.name, t.nbytes),)
-    return tuple(
-        (names[i] if names and i < len(names) else i, t.dims, t.type.name, t.nbytes) for i, t in enumerate(tensors)
-    )
+def _io_part(named: Iterable[tuple[Any, Tensor]], count: int) -> tuple[Any, ...]:
+    """Tensors as a row of the timeline keeps them (timeline.py): the count, then each one's name (or index), dtype,
+    bytes and shared dims. The usual single tensor is written inline by the callers, without this loop."""
+    out: list[Any] = [count]
+    for name, t in named:
+        out += (name, t.type.name, t.nbytes, SHAPES.get(t.dims) or shared_dims(t.dims))
+    return tuple(out)
 
 
-def _noted_inputs(held: dict[int, Tensor], names: Sequence[str] | None) -> tuple[RawTensor, ...]:
-    """A context's inputs by index, as :func:`_noted` keeps them (in index order, whatever order they were set)."""
-    if len(held) == 1:
-        ((i, t),) = held.items()
-        return ((names[i] if names and i < len(names) else i, t.dims, t.type.name, t.nbytes),)
-    return tuple(
-        (names[i] if names and i < len(names) else i, t.dims, t.type.name, t.nbytes) for i, t in sorted(held.items())
-    )
+def _by_name(tensors: Sequence[Tensor], names: Sequence[str] | None) -> Iterable[tuple[Any, Tensor]]:
+    return ((names[i] if names and i < len(names) else i, t) for i, t in enumerate(tensors))
 
 
 def check_model_size(nbytes: int, limit: int) -> None:
@@ -216,6 +207,10 @@ class Client:
     them inside :meth:`call` and writes results and errnos back.
     """
 
+    # The calls whose operations note their own context for the record (inline, the hot path): ABI layers skip
+    # graph_name() for them.
+    NOTES_OWN_CONTEXT = frozenset({"set_input", "compute", "get_output"})
+
     def __init__(self, host: Host, label: str, id: int = 0) -> None:
         self.host = host
         self.label = label
@@ -228,22 +223,24 @@ class Client:
         # call blocked on a sandbox worker can be cut short.
         self.stop_check: Callable[[], str | None] | None = None
         self.recording = host.timeline.recording  # False for a host whose timeline has size 0: no recording cost
+        self._timeline = host.timeline
         self._next_seq, self._append = host.timeline.writer()
         self._sandboxes: dict[str, SandboxProcess] = {}  # device -> this guest's worker for its `load` models
         self.sandbox_crashes = 0  # workers of this guest that its models crashed
         self._graph_bytes: dict[int, int] = {}  # handle -> bytes charged for a graph loaded in-process
         self._targets: dict[int, str] = {}  # graph handle -> the target it was loaded for, for the timeline
+        # context -> (graph, device, target, input names, on CUDA): what its records say, made once per context
+        self._abouts: dict[int, tuple[Any, ...]] = {}
+        self._who = (label, id)  # the guest on each of its records
         # 1 inside a recorded call, 2 inside an unrecorded one: the operations it makes are not recorded again
         self._depth = 0
         self._closed = False
         # What the current recorded call is about, noted by graph_name() and by the operations it makes (only at
         # depth 1), for its record: plain attributes, reset after each call, so recording stays cheap.
-        self._device: str | None = None
-        self._target: str | None = None
+        self._about: tuple[Any, ...] | None = None  # (graph, device, target, ...): see _abouts
+        self._timer: DeviceTimer | None = None  # CUDA events, for a call on a graph on CUDA
         self._context: int | None = None
-        self._named: str | None = None  # the graph's name, where the call learns it (load, init_execution_context)
-        self._inputs: tuple[RawTensor, ...] | None = None
-        self._outputs: tuple[RawTensor, ...] | None = None
+        self._io: tuple[Any, ...] | None = None  # the tensors in and out, flat, as a row keeps them (timeline.py)
         self._nbytes = 0  # bytes the call moved, where only the operation knows (get_output)
         self._tokens: int | None = None
 
@@ -256,13 +253,14 @@ class Client:
         if self._depth:
             return fn(*args)
         if self._closed:
-            self._device = self._target = self._context = None
+            self._about = self._context = None
             fail(ErrorCode.RUNTIME_ERROR, f"{call}: this guest's wasi-nn is closed (its guest or host was closed)")
         recording = self.recording
         if recording:
             start = _now()
-            device = self._device
-            timer = None if device is None or device == "cpu" else start_timer(device)  # CUDA events on CUDA only
+            about = self._about  # where the caller noted it already (the three inference calls note their own)
+            if about is not None and about[1] is not None and about[1] != "cpu":
+                self._timer = start_timer(about[1])  # CUDA events on CUDA only
             self._depth = 1
         else:
             self._depth = 2
@@ -284,17 +282,24 @@ class Client:
             raise
         finally:
             self._depth = 0
-            if recording:  # one plain tuple in Timeline FIELDS order (see Timeline.writer)
-                device_ns = timer.stop() if timer is not None else None
-                self._append(
-                    (
-                        self._next_seq(), call, self.label, graph or self._named, start, _now() - start, outcome,
-                        self._nbytes or nbytes, self._device, self.id, "call", None, self._context, self._target,
-                        self._inputs, self._outputs, device_ns, self._tokens, None, None,
-                    )
-                )  # fmt: skip
-                self._device = self._target = self._context = self._named = self._tokens = None
-                self._inputs = self._outputs = None
+            if recording:  # one plain tuple, laid out as timeline.py says
+                timer = self._timer
+                if timer is not None:
+                    device_ns: int | None = timer.stop()
+                    self._timer = None
+                else:
+                    device_ns = None
+                about = self._about
+                if about is None and graph is not None:
+                    about = (graph, None, None)
+                row = (
+                    self._next_seq(), call, self._who, about, start, _now() - start, outcome, self._nbytes or nbytes,
+                    self._context, device_ns, self._tokens, None,
+                ) + (self._io or NO_IO)  # fmt: skip
+                self._append(row)
+                if self._timeline.listening:
+                    self._timeline.notify(row)
+                self._about = self._context = self._io = self._tokens = None
                 self._nbytes = 0
         return result
 
@@ -312,12 +317,8 @@ class Client:
         """The name of ``ctx``'s graph, for the timeline; it also notes the context, the graph's device and target
         for the record of the call about to be made (and so whether to time it with CUDA events)."""
         self._context = ctx
-        entry = self.contexts.peek(ctx)
-        if entry is None:
-            return None
-        self._device = entry.graph.device
-        self._target = entry.target
-        return entry.graph.name
+        about = self._about = self._abouts.get(ctx)
+        return None if about is None else about[0]
 
     # -- the operations: what ABI layers and Python callers use ----------------------------------------------
 
@@ -405,15 +406,31 @@ class Client:
         return self._on_graph("get_property", graph, lambda g: g.get_property(name))
 
     def set_property(self, graph: int, name: str, value: str) -> None:
-        """Change a property of ``graph`` from its next compute (a registered graph is shared: every guest sees it)."""
-        self._on_graph("set_property", graph, lambda g: g.set_property(name, value))
+        """Change a property of ``graph`` from its next compute.
+
+        A graph registered by name is shared by every guest, and a new precision or device keeps another copy of
+        its weights that no guest's budget pays for: so a guest may change its own graphs (from ``load``, or a
+        configured copy) but only read a shared one, unless ``Limits.guests_set_shared_properties`` says it may.
+        The notebook's own ``Host.set_property`` (the parameters widget) is not a guest and is not limited.
+        """
+
+        def change(g: Graph) -> None:
+            shared = any(e.graph is g for e in self.host.registry.entries())
+            if shared and not self.host.limits.guests_set_shared_properties and name in g.list_properties():
+                fail(
+                    ErrorCode.SECURITY,
+                    f"set_property {name}: graph {g.name!r} is shared by every guest; guests may read its properties "
+                    "but not change them (the host allows it with Limits.guests_set_shared_properties)",
+                )
+            g.set_property(name, value)
+
+        self._on_graph("set_property", graph, change)
 
     def _on_graph(self, call: str, graph: int, fn: Callable[[Graph], R]) -> R:
         """An operation on graph handle ``graph``, recorded under the graph's name."""
         entry = self.graphs.peek(graph)
         if entry is not None:
-            self._device = entry.device
-            self._target = self._targets.get(graph)
+            self._about = (entry.name, entry.device, self._targets.get(graph))
         return self.call(call, entry.name if entry is not None else None, lambda: fn(self.graphs.get(graph)))
 
     def check_context(self, ctx: int) -> None:
@@ -443,41 +460,91 @@ class Client:
     # plain tuples (name or index, dims, type, bytes) that the timeline turns into TensorMeta only when read
 
     def _set_input_bytes(self, ctx: int, index: int, dims: tuple[int, ...], ttype: TensorType, data: Buffer) -> None:
-        context = self.contexts.get(ctx)
         if self._depth == 1:  # noted first: a refused input's record says what the guest tried to set
-            names = context.graph.input_names()
+            self._context = ctx
+            about = self._about = self._abouts.get(ctx)
+            names = None
+            if about is not None:
+                names = about[3]
+                if about[4] and self._timer is None:
+                    self._timer = start_timer(about[1])
             name = names[index] if names and 0 <= index < len(names) else index
-            self._inputs = ((name, dims, ttype.name, len(data)),)
+            self._io = (1, name, ttype.name, len(data), SHAPES.get(dims) or shared_dims(dims), None)
             self._nbytes = len(data)
-        context.set_input_bytes(index, dims, ttype, data)
+        self.contexts.get(ctx).set_input_bytes(index, dims, ttype, data)
+
+    def _note(self, ctx: int) -> Sequence[str] | None:
+        """Note context ``ctx`` for this call's record (the three inference calls do it inline), and start CUDA
+        events for a graph on CUDA; its graph's input names."""
+        self._context = ctx
+        about = self._about = self._abouts.get(ctx)
+        if about is None:
+            return None
+        if about[4] and self._timer is None:
+            self._timer = start_timer(about[1])
+        names: Sequence[str] | None = about[3]
+        return names
 
     def _set_input(self, ctx: int, index: int, tensor: Tensor) -> None:
-        context = self.contexts.get(ctx)
         if self._depth == 1:
-            names = context.graph.input_names()
+            names = self._note(ctx)
             name = names[index] if names and 0 <= index < len(names) else index
-            self._inputs = ((name, tensor.dims, tensor.type.name, tensor.nbytes),)
-        context.set_input(index, tensor)
+            dims = SHAPES.get(tensor.dims) or shared_dims(tensor.dims)
+            self._io = (1, name, tensor.type.name, tensor.nbytes, dims, None)
+        self.contexts.get(ctx).set_input(index, tensor)
 
     def _compute(self, ctx: int) -> None:
-        context = self.contexts.get(ctx)
         if self._depth != 1:
-            context.compute()
+            self.contexts.get(ctx).compute()
             return
-        self._inputs = _noted_inputs(context.inputs, context.graph.input_names())
+        self._context = ctx  # noted as in _set_input_bytes, inline on the hot path
+        about = self._about = self._abouts.get(ctx)
+        names = None
+        if about is not None:
+            names = about[3]
+            if about[4] and self._timer is None:
+                self._timer = start_timer(about[1])
+        context = self.contexts.get(ctx)
+        held = context.inputs
+        if len(held) == 1 and 0 in held:  # the usual case, without the loop
+            t = held[0]
+            dims = SHAPES.get(t.dims) or shared_dims(t.dims)
+            ins: tuple[Any, ...] = (1, names[0] if names else 0, t.type.name, t.nbytes, dims)
+        else:
+            ins = _io_part(
+                ((names[i] if names and i < len(names) else i, t) for i, t in sorted(held.items())), len(held)
+            )
+        self._io = (*ins, None)  # what went in, also when the compute fails
         try:
             context.compute()
         finally:  # a reply that ended in an error (context_full, say) still produced its tokens
             self._tokens = context.tokens
-        self._outputs = _noted(context.outputs, context.output_names)
+        outputs, out_names = context.outputs, context.output_names
+        if outputs is None:
+            return
+        if len(outputs) == 1:
+            t = outputs[0]
+            dims = SHAPES.get(t.dims) or shared_dims(t.dims)
+            self._io = (*ins, 1, out_names[0] if out_names else 0, t.type.name, t.nbytes, dims)
+        else:
+            self._io = ins + _io_part(_by_name(outputs, out_names), len(outputs))
 
     def _get_output(self, ctx: int, index: int) -> Tensor:
+        if self._depth == 1:
+            self._context = ctx
+            about = self._about = self._abouts.get(ctx)
+            names = None
+            if about is not None:
+                names = about[3]
+                if about[4] and self._timer is None:
+                    self._timer = start_timer(about[1])
         context = self.contexts.get(ctx)
         tensor = context.get_output(index)
         if self._depth == 1:
             names = context.output_names
             name = names[index] if names and index < len(names) else index
-            self._outputs = ((name, tensor.dims, tensor.type.name, tensor.nbytes),)
+            dims = SHAPES.get(tensor.dims) or shared_dims(tensor.dims)
+            self._io = (None, 1, name, tensor.type.name, tensor.nbytes, dims)
             self._nbytes = tensor.nbytes
         return tensor
 
@@ -519,10 +586,10 @@ class Client:
     def _compute_named(self, ctx: int, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         context = self.contexts.get(ctx)
         if self._depth == 1:
-            self._inputs = tuple((name, t.dims, t.type.name, t.nbytes) for name, t in inputs.items())
+            self._io = (*_io_part(inputs.items(), len(inputs)), None)
         outputs = context.compute_named(inputs)
         if self._depth == 1:
-            self._outputs = tuple((name, t.dims, t.type.name, t.nbytes) for name, t in outputs.items())
+            self._io = _io_part(inputs.items(), len(inputs)) + _io_part(outputs.items(), len(outputs))
             self._nbytes = sum(t.nbytes for t in inputs.values()) + sum(t.nbytes for t in outputs.values())
             self._tokens = context.tokens
         return outputs
@@ -535,7 +602,7 @@ class Client:
         ``builders`` may be views of guest memory: the one copy the host makes is charged to the budget first.
         """
         if self._depth == 1:
-            self._nbytes, self._target = sum(len(b) for b in builders), str(target)
+            self._nbytes, self._about = sum(len(b) for b in builders), (None, None, str(target))
         limits = self.host.limits
         mode = limits.guest_model_mode()
         if mode == "off":
@@ -583,7 +650,7 @@ class Client:
             self._graph_bytes[handle] = size
         self._targets[handle] = str(target)
         if self._depth == 1:
-            self._named, self._device, self._target = graph.name, graph.device, str(target)
+            self._about = (graph.name, graph.device, str(target))
         return handle
 
     def _sandbox(self, device: str) -> SandboxProcess:
@@ -616,7 +683,7 @@ class Client:
         self.budget.charge(-self._graph_bytes.pop(graph, 0))
         target = self._targets.pop(graph, None)
         if self._depth == 1:
-            self._named, self._device, self._target = loaded.name, loaded.device, target
+            self._about = (loaded.name, loaded.device, target)
 
     def _load_by_name(self, name: str, config: str | None = None) -> int:
         if config is not None:
@@ -633,22 +700,30 @@ class Client:
         handle = self.graphs.insert(graph)
         self._targets[handle] = target = str(entry.target)
         if self._depth == 1:
-            self._named, self._device, self._target = name, graph.device, target
+            self._about = (name, graph.device, target)
         return handle
 
     def _init_execution_context(self, graph: int) -> int:
         loaded = self.graphs.get(graph)
         context = loaded.init_execution_context(self.budget)
-        context.target = target = self._targets.get(graph)
         if isinstance(context, PromptContext):  # a long reply stops between tokens when its guest is stopped
             context.stop_check = self._stop_reason
         ctx = self.contexts.insert(context)
+        try:
+            names = loaded.input_names()
+        except Exception:  # noqa: BLE001 - a backend's bug: its calls report it (admit asks again); records go on
+            names = None
+        device = loaded.device
+        on_cuda = device.startswith("cuda")
+        about = (loaded.name, device, self._targets.get(graph), tuple(names) if names is not None else None, on_cuda)
+        self._abouts[ctx] = about
         if self._depth == 1:
-            self._named, self._device, self._target, self._context = loaded.name, loaded.device, target, ctx
+            self._about, self._context = about, ctx
         return ctx
 
     def _finalize_execution_context(self, ctx: int) -> None:
         self.contexts.remove(ctx).close()
+        self._abouts.pop(ctx, None)  # this call's record has its own reference
 
     def output_tensors(self, ctx: int) -> tuple[list[Tensor], list[str] | None] | None:
         """What the last compute in ``ctx`` produced, with names where the graph gave them.
@@ -673,6 +748,7 @@ class Client:
         self.budget.charge(-sum(self._graph_bytes.values()))
         self._graph_bytes.clear()
         self._targets.clear()
+        self._abouts.clear()
 
     def __enter__(self) -> Client:
         return self

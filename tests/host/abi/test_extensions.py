@@ -70,6 +70,7 @@ def context(abi, name: str) -> int:
 @pytest.fixture
 def heads(session) -> None:
     session.host.register("heads", TwoHeads())
+    session.host.limits.guests_set_shared_properties = True  # these guests set the shared graph's properties
 
 
 def test_compute_named_on_echo_gives_each_tensor_back_under_its_name(abi, rng) -> None:

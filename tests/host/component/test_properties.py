@@ -13,6 +13,7 @@ from wasinn_jupyter.host.component import PHASE3_WIT_DIR
 
 def test_properties_are_graph_methods(session: Session) -> None:
     session.host.register("lin", torch.nn.Linear(3, 2))
+    session.host.limits.guests_set_shared_properties = True  # by default a guest only reads a shared graph's
     with session.instantiate(session.compile(guest("props"))) as g:
         assert g.call("open", "lin", watch=False) == 0
         assert {"precision", "device", "threads"} <= set(g.call("list", watch=False))
@@ -37,6 +38,7 @@ def test_echo_graph_has_none_and_prompt_on_a_tensor_graph_is_an_error(session: S
 
 def test_prompt_answers_text(session: Session, tiny_lm_dir: Path) -> None:
     session.host.register("lm", tiny_lm_dir, "ggml")
+    session.host.limits.guests_set_shared_properties = True
     with session.instantiate(session.compile(guest("props"))) as g:
         assert g.call("open", "lm", watch=False) == 0
         assert g.call("set", "temperature", "0", watch=False) is None
