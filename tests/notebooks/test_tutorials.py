@@ -8,6 +8,7 @@ and no execution counts (``jupyter nbconvert --clear-output --inplace notebooks/
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import time
@@ -123,10 +124,34 @@ def check_03(ran: Ran) -> None:
     assert "errno 103 (model_not_found)" in ran.output("!wasinn run --errno-dialect wasmedge")
 
 
+def check_04(ran: Ran) -> None:
+    one_group = ran.output("!wasinn conformance --select shapes")
+    assert re.search(r"shapes/f32\[2,3,4\]\s+pass", one_group) and "\x1b[K" not in one_group
+    assert re.search(r"\n(\d+) passed, 0 failed", one_group)
+    summary = ran.output("import importlib.util")
+    assert re.search(r"wasinn: wasinn-jupyter .*\n(  .*\n)*  all: (\d+) passed, 0 failed", summary), summary
+    peers = importlib.util.find_spec("wasmtime_cli") is not None and importlib.util.find_spec("openvino") is not None
+    if peers:  # wasmtime 49.0.3 + OpenVINO: facts about that build (tests/conformance/test_peers.py holds more)
+        assert "wasmtime: wasmtime 49" in summary and "handles: 0 passed, 8 failed" in summary
+        assert "exit status 1" in summary and "not expressible" in summary
+    else:
+        assert "pip install 'wasinn-jupyter[peers]'" in summary and "exit status 0" in summary
+    (report,) = [o for o in ran.cells("from IPython.display import Markdown")[0].outputs if "data" in o]
+    markdown = report["data"]["text/markdown"]
+    assert "## Side by side" in markdown and "| **all** |" in markdown
+    assert "| `handles/graph-never-issued` | pass | fail:" in markdown if peers else "wasinn" in markdown
+    reasons = ran.output("import json")
+    assert re.search(r"wasinn: \{'pass': \d+\}", reasons)
+    if peers:
+        assert "an OpenVINO input has one element type and one rank" in reasons
+    assert re.search(r"\d+ cases; \['RUNNING.md', 'cases.json'", ran.output("!wasinn conformance --emit"))
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
     "01-getting-started.ipynb": check_01,
     "02-image-classification.ipynb": check_02,
     "03-guests-from-other-hosts.ipynb": check_03,
+    "04-conformance.ipynb": check_04,
 }
 
 
