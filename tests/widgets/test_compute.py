@@ -125,3 +125,10 @@ def test_params_in_a_kernel_and_widgets_off(kernel: Any) -> None:
 def test_params_of_an_unknown_graph_is_a_short_error(kernel: Any) -> None:
     with pytest.raises(AssertionError, match="no graph named 'nothing'"):
         execute(kernel, "%wasinn params nothing")
+
+
+def test_show_displays_one_widget_from_anywhere_in_a_cell(kernel: Any) -> None:
+    messages = execute(kernel, "from wasinn_jupyter.widgets import show\nshow(torch.ones(3), 'ones')")
+    (shown,) = [m for m in messages if m["msg_type"] == "display_data"]
+    assert shown["content"]["data"]["text/plain"].startswith("ones: f32[3] · cpu · min 1 max 1")
+    assert not [m for m in messages if m["msg_type"] == "execute_result"]

@@ -180,13 +180,12 @@ class TensorWidget(anywidget.AnyWidget):  # type: ignore[misc]
         return bundle
 
 
-def show(tensor: Any, name: str = "") -> TensorWidget:
-    """Display ``tensor`` as a :class:`TensorWidget` (and return it)."""
+def show(tensor: Any, name: str = "") -> None:
+    """Display ``tensor`` as a :class:`TensorWidget` from anywhere in a cell. It returns nothing, so that a cell
+    ending in ``show(t)`` shows one widget, not two (``TensorWidget(t)`` is the object itself)."""
     from IPython.display import display
 
-    widget = TensorWidget(tensor, name)
-    display(widget)
-    return widget
+    display(TensorWidget(tensor, name))
 
 
 __all__ = ["TensorWidget", "show"]
