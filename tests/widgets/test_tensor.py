@@ -13,7 +13,7 @@ import torch
 from ipywidgets.widgets.widget import _remove_buffers
 
 from wasinn_jupyter.host import Tensor
-from wasinn_jupyter.widgets import TensorWidget
+from wasinn_jupyter.widgets import TensorWidget, slices
 from wasinn_jupyter.widgets.slices import GRID_SIDE, MAX_SIDE
 
 from .conftest import RecordingComm
@@ -59,6 +59,15 @@ def test_the_heatmap_of_a_large_slice_is_bounded_and_pooled() -> None:
     assert w.grid == b"" and "values" not in w.views  # too large to list value by value
     long = TensorWidget(torch.ones(10**6))
     assert long.heatmap_shape[0] == 1 and long.heatmap_shape[1] <= MAX_SIDE
+
+
+def test_past_the_pool_limit_the_heatmap_takes_every_kth_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slices, "POOL_LIMIT", 1000)
+    t = torch.randn(600, 900)
+    w = TensorWidget(t)
+    sy, sx = w.heatmap_step
+    assert not w.heatmap_pooled and "one value per" in w.heatmap_note
+    np.testing.assert_array_equal(heat(w), t[::sy, ::sx].numpy())
 
 
 def test_a_slider_change_sends_that_slice_only(comms: list[RecordingComm]) -> None:

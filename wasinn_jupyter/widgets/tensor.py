@@ -52,6 +52,7 @@ class TensorWidget(anywidget.AnyWidget):  # type: ignore[misc]
     heatmap_step = traitlets.List(traitlets.Int(), default_value=[1, 1]).tag(sync=True)
     heatmap_range = traitlets.List(default_value=[None, None]).tag(sync=True)  # finite min, max of what is drawn
     heatmap_note = traitlets.Unicode("").tag(sync=True)
+    heatmap_pooled = traitlets.Bool(True).tag(sync=True)  # pixels are block means (else every k-th value)
 
     grid = traitlets.Bytes(b"").tag(sync=True)  # the slice value by value, when small
     grid_shape = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
@@ -145,6 +146,7 @@ class TensorWidget(anywidget.AnyWidget):  # type: ignore[misc]
             "heatmap_step": list(small.step),
             "heatmap_range": [float(finite.min()), float(finite.max())] if finite.size else [None, None],
             "heatmap_note": small.note,
+            "heatmap_pooled": small.pooled,
             "error": "",
         }
         values = slices.grid(plane)
