@@ -423,6 +423,12 @@ def _print_timeline(host: Host) -> None:
     for call, row in summary.items():
         count, errors, mean, total_ms = row["count"], row["errors"], row["mean_us"], row["total_us"] / 1000
         print(f"{call:<28}{count:>8.0f}{errors:>8.0f}{mean:>12.1f}{total_ms:>12.2f}", file=sys.stderr)
+    generating = [r for r in host.timeline.records() if r.tokens]  # prompt graphs' calls that produced tokens
+    if generating:
+        tokens = sum(r.tokens or 0 for r in generating)
+        seconds = sum(r.duration_ns for r in generating) / 1e9
+        rate = f" ({tokens / seconds:.1f} tokens/s)" if seconds > 0 else ""
+        print(f"prompt graphs: {tokens} tokens in {seconds:.3f} s of wasi-nn calls{rate}", file=sys.stderr)
 
 
 def _conformance(args: argparse.Namespace) -> int:

@@ -40,12 +40,14 @@ def run(
 
 
 def test_a_llamaedge_guest_streams_its_reply(tiny_lm_dir: Path, chat_wasm: Path, capfd) -> None:  # type: ignore[no-untyped-def]
-    code, out = run(capfd, tiny_lm_dir, chat_wasm, "the cat s", env={"template": "raw", "temp": "0", "n_predict": "14"})
+    env = {"template": "raw", "temp": "0", "n_predict": "14"}
+    code, out = run(capfd, tiny_lm_dir, chat_wasm, "the cat s", env=env, flags=("--timeline",))
     assert code == 0, out
     assert "[BOT]:at on the mat.\n" in out
     assert out.count("[INFO] Number of input tokens: 9") == 2  # read from output 1 before any compute, and after
     assert "[INFO] Number of output tokens: 14" in out
     assert '[INFO] Config: {"n-predict": 14, "temp": 0}' in out
+    assert "prompt graphs: 14 tokens in " in out and " tokens/s)" in out  # --timeline's summary
 
 
 def test_the_reply_arrives_token_by_token(tiny_lm_dir: Path, chat_wasm: Path) -> None:
