@@ -454,7 +454,8 @@ def _conformance(args: argparse.Namespace) -> int:
     reports = []
     for host in chosen:
         try:
-            reports.append(conformance.run_host(host, args.target, select=args.select, progress=_ticker(host.label)))
+            ticker = _ticker(host.label)
+            reports.append(conformance.run_host(host, args.target, select=args.select, progress=ticker, wit=True))
         except hosts.HostUnavailable as exc:
             print(f"wasinn: error: host {host.label} cannot run: {exc}", file=sys.stderr)
             return 2
@@ -481,6 +482,13 @@ def _conformance(args: argparse.Namespace) -> int:
         _write_markdown(args.markdown, reports)
     for rep in reports:
         print(rep.summary_line() if len(reports) == 1 else f"{rep.host}: {rep.summary_line()}", file=out)
+        wit = [r for r in rep.results if r.name.startswith("wit/")]  # the suite over WIT components, apart
+        if any(r.status in ("pass", "fail") for r in wit) and len(wit) < len(rep.results):
+            witx = [r for r in rep.results if not r.name.startswith("wit/")]
+            line = f"over witx: {report.Counts.of(witx).line()}; over WIT: {report.Counts.of(wit).line()}"
+            print(f"  {line}", file=out)
+        for note in rep.host_info.get("notes", ()):
+            print(f"  note: {note}", file=out)
     return 0 if all(r.ok for r in reports) else 1
 
 

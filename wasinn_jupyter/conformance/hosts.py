@@ -31,7 +31,7 @@ from typing import Any
 
 from .._version import __version__
 from ..host import GuestError, GuestLimits, GuestModule, Host, Session, cuda_available
-from . import openvino_models, runner
+from . import components, openvino_models, runner
 from .report import CaseResult, Report, Status
 from .runner import CASE_DEADLINE_S, ECHO, TARGETS, Case
 
@@ -95,13 +95,18 @@ def run_host(
     select: str | None = None,
     progress: Callable[[CaseResult], None] | None = None,
     chosen: Sequence[Case] | None = None,
+    wit: bool = False,
 ) -> Report:
-    """Run the cases (``chosen``, or those of ``runner.cases(target)`` whose name contains ``select``) on ``host``."""
+    """Run the cases (``chosen``, or those of ``runner.cases(target)`` whose name contains ``select``) on ``host``.
+
+    ``wit`` adds the same suite over WIT components (``components.wit_cases``); ``wasinn conformance`` does.
+    """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
     started = time.perf_counter()
     if chosen is None:
-        chosen = [c for c in runner.cases(target) if select is None or select in c.name]
+        every = [*runner.cases(target), *(components.wit_cases(target) if wit else [])]  # witx, then over WIT
+        chosen = [c for c in every if select is None or select in c.name]
     report = Report(target, host=host.label)
     with host:
         host.start(chosen, target)
@@ -177,7 +182,8 @@ class WasinnHost(HostUnderTest):
         """Each guest the chosen cases need, compiled once, or the verdict for its cases where it cannot be."""
         model: bytes | None = None
         modules: dict[str, GuestModule | Verdict] = {}
-        for guest in sorted({c.guest for c in chosen}):
+        modules.update(components.compile_wit(session, chosen))  # type: ignore[arg-type]
+        for guest in sorted({c.guest for c in chosen if c.abi == "witx"}):
             if guest == "load":
                 try:
                     model = runner.identity_torchscript()
@@ -201,6 +207,9 @@ class WasinnHost(HostUnderTest):
         assert self._session is not None, "start() first"
         module = self._modules[case.guest]
         assert not isinstance(module, tuple)
+        if case.abi == "wit":
+            status, detail, kind, code = components.run_wit_case(self._session, module, case)
+            return _result(case, status, detail, since, kind, code)  # type: ignore[arg-type]
         limits = GuestLimits(deadline_s=CASE_DEADLINE_S)
         try:
             with self._session.instantiate(module, label=f"conformance:{case.name}", limits=limits) as guest:
@@ -231,6 +240,8 @@ class WasinnHost(HostUnderTest):
                 info["backend"] = f"built-in {graph.kind} graph on {graph.device}"
         if self._target == "gpu":
             info["cuda"] = cuda_available()
+        if any(isinstance(m, GuestModule) and m.kind == "component" for m in self._modules.values()):
+            info["notes"] = [f"the limit that remains over WIT: {components.LIMIT_NOTE}"]
         return info
 
     def close(self) -> None:
@@ -448,6 +459,8 @@ class CommandHost(HostUnderTest):
             self._wasm[guest] = path
 
     def verdict(self, case: Case) -> Verdict | None:
+        if case.abi != "witx":
+            return "not expressible", "a WIT component case: command-line hosts run the witx core modules only"
         if self.model_format == "openvino":
             why = openvino_models.not_expressible(case)
         elif "several-inputs" in case.needs:

@@ -273,6 +273,7 @@ def markdown(reports: Sequence[Report], title: str = "wasi-nn echo-model conform
         command = report.host_info.get("command")
         if command:
             out += [f"Command per case: `{_cell(str(command))}`", ""]
+        out += [f"Note: {_cell(str(note))}" for note in report.host_info.get("notes", ())]
         out += ["| case | outcome | detail |", "|---|---|---|"]
         out += [f"| {_case_cell(r)} | {r.status} | {_cell(r.detail)} |" for r in report.results]
         out.append("")
