@@ -386,7 +386,6 @@ class LocalPool:
     def __init__(self, job: MapJob) -> None:
         self.job = job
         self.procs: dict[int, _Proc] = {}
-        self.threads = 1
         self._next = 0
 
     def _spawn(self) -> int:
@@ -396,8 +395,9 @@ class LocalPool:
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        # the workers share this machine's cores, as Ray's actors do: torch's thread pools get their share each
-        env.setdefault("OMP_NUM_THREADS", str(self.threads))
+        # one torch thread per worker unless the caller says otherwise, as Ray gives its one-CPU actors: workers
+        # run inputs side by side, and intra-op threads of several workers spin against each other on few cores
+        env.setdefault("OMP_NUM_THREADS", "1")
         try:
             process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(theirs.fileno())], pass_fds=[theirs.fileno()], env=env
@@ -410,7 +410,6 @@ class LocalPool:
         return key
 
     def start(self, count: int) -> list[int]:
-        self.threads = max(1, (os.cpu_count() or 1) // count)
         keys = [self._spawn() for _ in range(count)]
         deadline = time.monotonic() + READY_TIMEOUT_S
         for key in keys:
