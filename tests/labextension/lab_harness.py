@@ -52,13 +52,9 @@ def missing() -> str | None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "no playwright for Python: pip install -e '.[test]'"
-    from jupyterlab.labextensions import LabExtensionApp  # noqa: F401
+    from jupyter_core.paths import jupyter_path
 
-    out = subprocess.run(
-        [sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, timeout=60
-    )
-    listing = out.stdout + out.stderr
-    if "wasinn-jupyter" not in listing:
+    if not any((Path(p) / "wasinn-jupyter" / "package.json").is_file() for p in jupyter_path("labextensions")):
         return "the wasinn-jupyter labextension is not installed: pip install -e . builds it (node and npm needed)"
     return None
 
