@@ -123,3 +123,20 @@ def test_closing_the_guest_frees_what_it_held(session: Session, echo) -> None:  
         guest.call("echo", U8, 1, 3 << 20, 0, 0, 0, 0, watch=False)
     guest.close()
     assert guest.client.budget.used == 0 and not guest.client.graphs.clear()
+
+
+def test_an_output_too_large_for_a_wit_list_is_refused_before_the_host_allocates(  # type: ignore[no-untyped-def]
+    session: Session, echo, monkeypatch
+) -> None:
+    monkeypatch.setattr(bindings, "MAX_DATA_TO_GUEST", 1000)
+    with session.instantiate(echo) as guest:
+        assert guest.call("echo", U8, 1, 1000, 0, 0, 0, 0, watch=False) == 0
+        with pytest.raises(GuestTrap, match=r"tensor.data: 1,001 bytes is over the 1,000.*witx"):
+            guest.call("echo", U8, 1, 1001, 0, 0, 0, 0, watch=False)
+
+
+def test_an_output_whose_copy_the_budget_cannot_cover_is_refused(session: Session, echo) -> None:  # type: ignore[no-untyped-def]
+    session.host.limits.max_guest_bytes = 64 << 10  # 64 KiB: a 4 KiB output would take 128 KiB of values
+    with session.instantiate(echo) as guest:
+        with pytest.raises(GuestTrap, match="32 bytes per byte"):
+            guest.call("echo", U8, 1, 4096, 0, 0, 0, 0, watch=False)

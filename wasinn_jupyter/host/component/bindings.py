@@ -46,6 +46,10 @@ TENSOR_TYPE, GRAPH_TYPE, CONTEXT_TYPE, ERROR_TYPE, PROMPT_TYPE = (0x6E6E0001 + i
 MAX_TENSORS = 1 << 16  # live tensors per guest: a bound on host objects a guest can make
 MAX_ERRORS = 1 << 12  # live error resources per guest (a guest that never drops them stops here)
 TENSOR_OVERHEAD = 256  # bytes charged per tensor on top of its data, so empty tensors are not free
+# tensor.data() hands wasmtime one 32-byte value per byte (values.py): 32 MiB of data is 1 GiB held while it is
+# lowered. Bigger outputs, or ones the guest's budget cannot cover 32 times over, are refused with a trap.
+MAX_DATA_TO_GUEST = 32 << 20
+VALUE_BYTES = 32
 
 T = TypeVar("T")
 
@@ -213,6 +217,18 @@ class WitBinding:
         tensor = self.tensors.get(self._rep(store, handle))
         if isinstance(tensor, BadTensor):
             raise ComponentFault(f"tensor.data on a tensor that was never made: {tensor.error.message}")
+        way = "read outputs this large through a core module (witx), which copies them straight into guest memory"
+        if tensor.nbytes > MAX_DATA_TO_GUEST:
+            raise ComponentFault(
+                f"tensor.data: {tensor.nbytes:,} bytes is over the {MAX_DATA_TO_GUEST:,} a WIT list "
+                f"may carry here (each byte is a 32-byte value in wasmtime's C API); {way}"
+            )
+        try:
+            self.client.budget.check(VALUE_BYTES * tensor.nbytes)
+        except WasiNNError as err:
+            raise ComponentFault(
+                f"tensor.data: wasmtime's copy would be {VALUE_BYTES} bytes per byte: {err.message}; {way}"
+            ) from None
         return tensor.raw_numpy()
 
     def _drop_tensor(self, _store: Any, rep: int) -> None:
