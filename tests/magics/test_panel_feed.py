@@ -183,3 +183,78 @@ def test_a_failing_comm_never_fails_a_guest(feed: TimelineFeed, echo: Callable[[
     time.sleep(0.2)
     good = subscribe(feed)
     settle(feed, lambda: len(records(good)) >= calls_for(50))
+
+
+def test_in_a_kernel_load_ext_announces_the_comm_and_records_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the panel sees of a real ipykernel: the comm opened by ``%load_ext``, then batches with buffers."""
+    from jupyter_client.manager import start_new_kernel
+
+    monkeypatch.setenv("WASINN_CACHE_DIR", str(tmp_path / "cache"))
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60, cwd=str(tmp_path))
+    seen: list[dict[str, Any]] = []
+
+    def until(done: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, [m["msg_type"] for m in seen]
+            try:
+                seen.append(kc.get_iopub_msg(timeout=1))
+            except Exception:  # noqa: BLE001 (queue.Empty: nothing yet)
+                pass
+
+    def run_cell(code: str) -> None:
+        msg_id = kc.execute(code)
+        until(
+            lambda: any(
+                m["parent_header"].get("msg_id") == msg_id
+                and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                for m in seen
+            )
+        )
+        errors = [m["content"] for m in seen if m["msg_type"] == "error"]
+        assert not errors, errors
+
+    try:
+        run_cell("%load_ext wasinn_jupyter")
+        (opened,) = [m["content"] for m in seen if m["msg_type"] == "comm_open"]
+        assert opened["target_name"] == "wasinn.timeline" and opened["data"]["type"] == "hello"
+        comm_id = opened["comm_id"]
+        kc.session.send(kc.shell_channel.socket, "comm_msg", {"comm_id": comm_id, "data": {"type": "subscribe"}})
+        run_cell("%wasinn load echo echo")
+        run_cell(f"%%wasinn guest loop --lang wat\n{echo_loop_wat(50)}")
+        run_cell("%wasinn run loop")
+
+        def batches() -> list[dict[str, Any]]:
+            return [
+                m
+                for m in seen
+                if m["msg_type"] == "comm_msg"
+                and m["content"]["comm_id"] == comm_id
+                and m["content"]["data"]["type"] == "records"
+            ]
+
+        def calls() -> int:
+            total = 0
+            for m in batches():
+                data = m["content"]["data"]
+                kind = data["constants"].get("kind")
+                column = data["columns"].get("kind")
+                if kind is not None:
+                    total += data["count"] if kind == "call" else 0
+                elif isinstance(column, list):
+                    total += column.count("call")
+                else:
+                    total += sum(column["values"][i] == "call" for i in column["index"])
+            return total
+
+        until(lambda: calls() >= calls_for(50))
+        assert calls() == calls_for(50)
+        for m in batches():
+            (buf,) = m["buffers"]
+            assert len(buf) == 24 * m["content"]["data"]["count"]  # seq, start, duration: float64 each
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
