@@ -152,6 +152,17 @@ def test_every_dtype_has_a_summary_heatmap_and_values(dtype: torch.dtype) -> Non
     assert w.grid_dtype == ("bool" if dtype == torch.bool else "float64" if dtype.is_floating_point else "int64")
 
 
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.float8_e4m3fn, torch.float8_e5m2])
+def test_types_torch_reduces_little_are_widened_and_still_named(dtype: torch.dtype) -> None:
+    t = (torch.arange(12).reshape(3, 4) % 7).to(dtype)
+    w = TensorWidget(t)
+    name = str(dtype).removeprefix("torch.")
+    assert (w.summary["dtype"], w.summary["nbytes"]) == (name, 12 * t.element_size())
+    assert (w.summary["min"], w.summary["max"]) == (0, 6) and w.summary["notes"][0].startswith(f"{name} computed as")
+    np.testing.assert_array_equal(cells(w), (np.arange(12).reshape(3, 4) % 7))
+    assert np.frombuffer(TensorWidget(np.arange(3, dtype=np.uint32)).grid, "<i8").tolist() == [0, 1, 2]
+
+
 def test_int64_values_are_exact_in_the_grid() -> None:
     t = torch.tensor([2**62 + 1, -(2**62) - 3])
     w = TensorWidget(t)

@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
 _TABLE_NAMES = {t.torch_name: t.name for t in TENSOR_TYPES}
 
-# numpy dtypes torch shares memory with but has few kernels for (aminmax, sum): widened to int64, a copy
-_WIDEN = {np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64)}
-
 
 def dtype_name(dtype: torch.dtype) -> str:
     """``f32``/``bf16``/``u8``... for wasi-nn's types, torch's own name (``bool``, ``int8``) for the rest."""
@@ -50,9 +47,7 @@ def as_torch(value: Any) -> torch.Tensor:
                 f"a tensor widget shows numbers; this is a {array.dtype} array"
                 + (" (show abs() or .real of it)" if array.dtype.kind == "c" else "")
             )
-        if array.dtype in _WIDEN:
-            array = array.astype(np.int64)
-        elif not array.dtype.isnative:
+        if not array.dtype.isnative:
             array = array.astype(array.dtype.newbyteorder("="))
         with warnings.catch_warnings():  # a read-only array: the widget never writes to it
             warnings.simplefilter("ignore", UserWarning)
@@ -63,3 +58,21 @@ def as_torch(value: Any) -> torch.Tensor:
     if tensor.is_complex():
         raise TypeError(f"a tensor widget shows real numbers; this tensor is {tensor.dtype} (show .abs() or .real)")
     return tensor
+
+
+# floating types torch computes with everywhere; others (float8...) are widened to float32 for the widget
+_FLOATS = ("torch.float16", "torch.bfloat16", "torch.float32", "torch.float64")
+_UNSIGNED_WIDE = ("torch.uint16", "torch.uint32", "torch.uint64")
+
+
+def computable(tensor: torch.Tensor) -> tuple[torch.Tensor, str | None]:
+    """``tensor``, or a copy in a type torch's reductions support (float8 as float32, uint16/32/64 as int64),
+    with a note saying so. Exact, except uint64 values past 2**63."""
+    import torch
+
+    kind = str(tensor.dtype)
+    if tensor.is_floating_point() and kind not in _FLOATS:
+        return tensor.to(torch.float32), f"{dtype_name(tensor.dtype)} computed as float32 (exact)"
+    if kind in _UNSIGNED_WIDE:
+        return tensor.to(torch.int64), f"{dtype_name(tensor.dtype)} computed as int64"
+    return tensor, None

@@ -21,7 +21,7 @@ import traitlets
 
 from . import slices
 from .slices import IMAGE_SIDE, MAX_SIDE
-from .source import as_torch
+from .source import as_torch, computable, dtype_name
 from .summary import BINS, summarize
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -76,13 +76,18 @@ class TensorWidget(anywidget.AnyWidget):  # type: ignore[misc]
         bins: int = BINS,
         **kwargs: Any,
     ) -> None:
-        data = as_torch(tensor)
+        given = as_torch(tensor)
+        data, widened = computable(given)
         self._tensor: Any = data
         self._max_side = max_side
         self._image_side = image_side
         self._ready = False
         shape = tuple(data.shape)
         summary, hist = summarize(data, bins)
+        if widened:
+            summary.dtype = dtype_name(given.dtype)
+            summary.nbytes = given.numel() * given.element_size()
+            summary.notes.append(widened)
         imageable = data.is_floating_point() or str(data.dtype) == "torch.uint8"
         layout = slices.image_layout(shape) if imageable else None
         axes = slices.default_axes(shape, layout)
