@@ -32,7 +32,8 @@ class Ran:
         self.seconds = seconds
 
     def cells(self, first_line: str) -> list[nbformat.NotebookNode]:
-        found = [c for c in self.nb.cells if c.cell_type == "code" and c.source.startswith(first_line)]
+        # a first line ending in a newline is that whole line (the cell may hold nothing else)
+        found = [c for c in self.nb.cells if c.cell_type == "code" and (c.source + "\n").startswith(first_line)]
         assert found, f"no code cell starts with {first_line!r}"
         return found
 
@@ -147,11 +148,36 @@ def check_04(ran: Ran) -> None:
     assert re.search(r"\d+ cases; \['RUNNING.md', 'cases.json'", ran.output("!wasinn conformance --emit"))
 
 
+def check_07(ran: Ran) -> None:
+    runs = ran.output("%wasinn run bench net 30 1")
+    assert "30 rounds of [1,3,32,32] through net: 40 bytes out" in runs
+    assert "30 rounds of [32,3,32,32] through net: 1280 bytes out" in runs
+    drawn = re.search(r"<wasi-nn timeline: (\d+) calls", ran.output("%wasinn timeline --graph net\n"))
+    assert drawn and int(drawn.group(1)) >= 2 * (2 + 30 * 3), ran.output("%wasinn timeline --graph net\n")
+    assert "image/png" in ran.mimetypes("%wasinn timeline --graph net\n")
+    columns = ran.output("%wasinn timeline --graph net --no-plot")
+    assert all(f"'{c}'" in columns for c in ("call", "duration_ns", "nbytes", "inputs", "outputs", "device_ns"))
+    table = ran.output('calls["batch"]')
+    assert re.search(r"\n1 +[\d.]+ +[\d.]+ +[\d.]+ +\d+%\n32 +[\d.]+", table), table
+    # 30 rounds of 1 and 30 of 32 images of 3x32x32 f32: 11.6 MiB crossed set_input
+    assert "set_input moved 11.6 MiB at" in ran.output('moved = rounds[rounds["call"] == "set_input"]')
+    assert "30 rounds of [32,3,32,32] through net_dev: 1280 bytes out" in ran.output("%wasinn load net_dev")
+    devices = ran.output("%wasinn timeline --call compute")
+    assert "net_dev" in devices and ("cuda" if torch.cuda.is_available() else "cpu") in devices
+    both = ran.output("card = %wasinn info bench")
+    assert both.count("30 rounds of [1,3,32,32] through model.pt: 40 bytes out") == 2, both
+    assert len(re.findall(r"\nload +1 +0 ", both)) == 2 and len(re.findall(r"\ncompute +30 +0 ", both)) == 2
+    trace = ran.output("%wasinn timeline --trace")
+    assert re.search(r"wrote \d+ records to .*trace\.json", trace)
+    assert "'ph': 'X'" in trace and "'cat': 'wasi-nn'" in trace and "call slices" in trace
+
+
 CHECKS: dict[str, Callable[[Ran], None]] = {
     "01-getting-started.ipynb": check_01,
     "02-image-classification.ipynb": check_02,
     "03-guests-from-other-hosts.ipynb": check_03,
     "04-conformance.ipynb": check_04,
+    "07-performance.ipynb": check_07,
 }
 
 
