@@ -127,7 +127,9 @@ def test_the_same_seed_gives_the_same_reply(chat: Host) -> None:
 
 def test_properties_describe_the_sampling_settings(chat: Host) -> None:
     specs = chat.properties("chat")
-    assert list(specs) == ["temperature", "top_k", "top_p", "max_new_tokens", "seed", "context_size", "threads"]
+    assert list(specs) == [
+        "temperature", "top_k", "top_p", "max_new_tokens", "seed", "context_size", "threads", "precision"
+    ]  # fmt: skip
     assert specs["temperature"].value == "0" and specs["temperature"].kind == "float"
     assert specs["top_k"].maximum == 257 and specs["context_size"].maximum == 32
     for key, value in [("top_p", "1.5"), ("top_k", "-1"), ("seed", "x"), ("nope", "1"), ("temperature", "nan")]:
@@ -136,6 +138,27 @@ def test_properties_describe_the_sampling_settings(chat: Host) -> None:
         assert info.value.code is ErrorCode.INVALID_ARGUMENT
     chat.set_property("chat", "max_new_tokens", "3")
     assert chat.prompt("chat", "the cat s") == "at "  # a property reaches the next compute
+
+
+def test_precision_is_a_converted_copy_of_the_weights_as_loaded(chat: Host) -> None:
+    graph = graph_of(chat)
+    options = {"n-predict": 14}
+    fp32 = chat.prompt("chat", "the cat s", options=options)
+    loaded, held = graph.lm.module, graph.held_bytes()
+    assert chat.properties("chat")["precision"].value == "fp32"
+    chat.set_property("chat", "precision", "bf16")
+    assert next(graph.lm.module.parameters()).dtype == torch.bfloat16 and graph.held_bytes() == held * 3 // 2
+    assert len(chat.prompt("chat", "the cat s", options=options)) == 14  # generated in bf16
+    ctx = context(chat)  # a reply under way ends on the weights it started with
+    set_prompt(ctx, b"the cat s")
+    ctx.compute_single()
+    chat.set_property("chat", "precision", "fp32")
+    assert graph.lm.module is loaded and graph.held_bytes() == held  # back to the very weights, no round trip
+    ctx.compute_single()
+    assert chat.prompt("chat", "the cat s", options=options) == fp32
+    child = graph.configure({})
+    assert code_of(lambda: child.set_property("precision", "fp16")) is ErrorCode.INVALID_ARGUMENT
+    assert code_of(lambda: graph.set_property("precision", "fp8")) is ErrorCode.INVALID_ARGUMENT
 
 
 def test_a_configured_graph_keeps_its_settings_to_itself(chat: Host) -> None:

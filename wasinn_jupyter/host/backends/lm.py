@@ -23,6 +23,7 @@ token, so a huge ``n-predict`` ends at the budget, the context size or the model
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -94,7 +95,9 @@ _DOCS = {
     "seed": "random seed of the sampler: the same seed, prompt and settings give the same reply (-1: random)",
     "context_size": "positions the prompt and the reply share (0: the model's maximum)",
     "threads": "torch intra-op threads while this graph generates (0: the process-wide setting)",
+    "precision": "the weights' floating type (a converted copy; the weights as loaded are kept for going back)",
 }
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 PROPERTY_NAMES = tuple(_DOCS)
 
 # WasmEdge's GGML keys (config of load_by_name_with_config, metadata at input 1) -> (setting, type)
@@ -179,6 +182,22 @@ class CausalLM(ABC):
     max_positions: int
     vocab_size: int
     module: Any
+    _loaded: Any = None  # the module as loaded, once another precision is in use
+
+    @property
+    def precision(self) -> str:
+        dtype = str(next(self.module.parameters()).dtype).removeprefix("torch.")
+        return next((name for name, full in PRECISIONS.items() if full == dtype), dtype)
+
+    def set_precision(self, precision: str) -> None:
+        """Generate in ``precision`` from the next reply on: a converted copy of the weights as loaded (never a
+        round trip through a narrower type); replies under way finish on the module they started with."""
+        import torch
+
+        loaded = self._loaded if self._loaded is not None else self.module
+        dtype = getattr(torch, PRECISIONS[precision])
+        self._loaded = loaded
+        self.module = loaded if next(loaded.parameters()).dtype == dtype else copy.deepcopy(loaded).to(dtype)
 
     @abstractmethod
     def encode(self, text: bytes) -> list[int]: ...
@@ -188,8 +207,9 @@ class CausalLM(ABC):
         """The reply's bytes for output tokens ``ids`` (a character still incomplete at the end may be held back)."""
 
     @abstractmethod
-    def forward(self, ids: list[int], past: Any) -> tuple[torch.Tensor, Any]:
-        """Logits after the last of ``ids`` (fed after ``past``), and the grown cache."""
+    def forward(self, ids: list[int], past: Any, module: Any) -> tuple[torch.Tensor, Any]:
+        """Logits of ``module`` (this model's, in some precision) after the last of ``ids`` (fed after ``past``),
+        and the grown cache."""
 
     @abstractmethod
     def kv_bytes_per_token(self) -> int: ...
@@ -215,10 +235,10 @@ class TinyLM(CausalLM):
     def text(self, ids: Sequence[int]) -> bytes:
         return self.tokenizer.decode(ids)
 
-    def forward(self, ids: list[int], past: Any) -> tuple[torch.Tensor, Any]:
+    def forward(self, ids: list[int], past: Any, module: Any) -> tuple[torch.Tensor, Any]:
         import torch
 
-        logits, cache = self.module(torch.tensor([ids], device=self.device), past)
+        logits, cache = module(torch.tensor([ids], device=self.device), past)
         return logits[0, -1], cache
 
     def kv_bytes_per_token(self) -> int:
@@ -253,11 +273,11 @@ class HuggingFaceLM(CausalLM):
         decoded: str = self.tokenizer.decode(list(ids), skip_special_tokens=True)
         return decoded.rstrip("\ufffd").encode("utf-8")  # a character whose bytes are not all there yet waits
 
-    def forward(self, ids: list[int], past: Any) -> tuple[torch.Tensor, Any]:
+    def forward(self, ids: list[int], past: Any, module: Any) -> tuple[torch.Tensor, Any]:
         import torch
 
         ids_tensor = torch.tensor([ids], device=self.device)
-        out = self.module(input_ids=ids_tensor, use_cache=True, **{self._cache_arg: past})
+        out = module(input_ids=ids_tensor, use_cache=True, **{self._cache_arg: past})
         return out.logits[0, -1], out[self._cache_arg] if self._cache_arg in out else out.past_key_values
 
     def kv_bytes_per_token(self) -> int:
@@ -321,6 +341,7 @@ class Generation:
         self._past: Any = None
         self._charged = 0
         self._ended: WasiNNError | None = None
+        self._module = lm.module  # the reply ends on the weights it started with, whatever precision is set meanwhile
         self._kv = lm.kv_bytes_per_token()
         self.generator = torch.Generator()
         if settings.seed >= 0:
@@ -351,7 +372,7 @@ class Generation:
             torch.set_num_threads(threads)
         try:
             with torch.inference_mode():
-                logits, self._past = self.lm.forward(self._pending, self._past)
+                logits, self._past = self.lm.forward(self._pending, self._past, self._module)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             raise
@@ -425,11 +446,22 @@ class PromptGraph(Graph):
             PropertySpec("seed", str(s.seed), "int", minimum=-1, maximum=float(2**63 - 1)),
             PropertySpec("context_size", str(s.context_size), "int", minimum=0, maximum=top),
             PropertySpec("threads", str(s.threads), "int", minimum=0, maximum=float(os.cpu_count() or 1)),
+            PropertySpec("precision", self.lm.precision, "choice", choices=tuple(PRECISIONS)),
         ]
         return {spec.name: replace(spec, doc=_DOCS[spec.name]) for spec in specs}
 
     def set_property(self, name: str, value: str) -> None:
         parsed = self.property_spec(name).parse(value)
+        if name == "precision":
+            if self.parent is not None:
+                fail(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"precision changes the weights every user of graph {self.name!r} shares: set it on the "
+                    "registered graph (Host.set_property)",
+                )
+            with self._lock:
+                self.lm.set_precision(str(parsed))
+            return
         kind = {f.name: f.type for f in fields(Settings)}[name]
         with self._lock:
             self._own = {**self._own, name: float(parsed) if kind == "float" else parsed}
@@ -442,8 +474,9 @@ class PromptGraph(Graph):
     def held_bytes(self) -> int:
         if self.parent is not None:
             return 0  # the parent's weights
-        module = self.lm.module
-        return sum(int(t.numel()) * t.element_size() for t in (*module.parameters(), *module.buffers()))
+        modules = {id(m): m for m in (self.lm.module, self.lm._loaded) if m is not None}.values()
+        tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        return sum(int(t.numel()) * t.element_size() for t in tensors)
 
     def named_tensors(self) -> list[ParameterInfo]:
         module = self.lm.module
