@@ -1,5 +1,6 @@
 // The view of wasinn_jupyter.widgets.params.ParamsTree: a graph's named parameters and buffers as a tree of
 // modules (an anywidget ES module with no imports: it works offline). Rows arrive as one list; the tree is built here.
+// Hooks for browser tests: .wasinn-params (root), .wp-node[data-path] (click folds), .wp-leaf[data-name].
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);

@@ -1,5 +1,7 @@
 // The view of wasinn_jupyter.widgets.TensorWidget: an anywidget ES module with no imports (it works offline).
 // Arrays arrive as binary buffers (DataView); everything here only draws what the kernel computed.
+// Hooks for browser tests: .wasinn-tensor (root), .wt-tabs button[data-view], .wt-body[data-view],
+// .wt-sliders input[type=range][data-axis], canvas.wt-pixels (heatmap, image), table.wt-grid (values).
 
 const VIRIDIS = [
   [68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
