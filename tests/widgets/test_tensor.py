@@ -127,7 +127,7 @@ def test_no_image_view_for_other_shapes() -> None:
         assert w.image_layout == "" and "image" not in w.views
 
 
-def test_a_uint8_image_keeps_its_pixels_and_the_batch_slider_moves_it() -> None:
+def test_a_uint8_image_keeps_its_pixels_and_the_batch_slider_moves_it(comms: list[RecordingComm]) -> None:
     t = torch.randint(0, 256, (2, 3, 20, 30), dtype=torch.uint8)
     w = TensorWidget(t)
     rgba = np.frombuffer(w.image, np.uint8).reshape(20, 30, 4)
@@ -136,6 +136,11 @@ def test_a_uint8_image_keeps_its_pixels_and_the_batch_slider_moves_it() -> None:
     w.index = [1, 0]
     rgba = np.frombuffer(w.image, np.uint8).reshape(20, 30, 4)
     np.testing.assert_array_equal(rgba[..., :3], t[1].permute(1, 2, 0).numpy())
+    (channel,) = [c for c in comms if c.comm_id == w.model_id]
+    channel.sent.clear()
+    w.index = [1, 2]  # another channel of the same picture: its heatmap is sent, the image is not again
+    paths = [p for _, d, _ in channel.sent if d.get("method") == "update" for p in d["buffer_paths"]]
+    assert ["heatmap"] in paths and ["image"] not in paths
     big = TensorWidget(torch.rand(1, 3, 1000, 800) * 10)
     assert max(big.image_shape) <= 384 and "stretched" not in big.image_note and "[0, 255]" in big.image_note
 

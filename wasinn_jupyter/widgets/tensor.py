@@ -133,7 +133,9 @@ class TensorWidget(anywidget.AnyWidget):  # type: ignore[misc]
         if self._tensor is None:
             self.error = "the kernel no longer holds this tensor (released): run the cell again to explore it"
             return
-        state = self._drawn((self.axes[0], self.axes[1]), list(self.index), self.image_layout)
+        batch_moved = self._tensor.dim() == 4 and change["old"][:1] != change["new"][:1]
+        layout = self.image_layout if batch_moved else ""  # the image changes only with the batch item
+        state = self._drawn((self.axes[0], self.axes[1]), list(self.index), layout)
         with self.hold_sync():  # one message carries the new slice
             for key, value in state.items():
                 setattr(self, key, value)
