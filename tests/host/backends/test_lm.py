@@ -140,6 +140,11 @@ def test_properties_describe_the_sampling_settings(chat: Host) -> None:
     assert chat.prompt("chat", "the cat s") == "at "  # a property reaches the next compute
 
 
+def test_a_reverse_prompt_ends_the_reply(chat: Host) -> None:
+    assert chat.prompt("chat", "the cat s", options={"reverse-prompt": "mat"}) == "at on the mat"
+    assert chat.prompt("chat", "the cat s", options={"reverse-prompt": "dog", "n-predict": 9}) == "at on the"
+
+
 def test_precision_is_a_converted_copy_of_the_weights_as_loaded(chat: Host) -> None:
     graph = graph_of(chat)
     options = {"n-predict": 14}

@@ -203,8 +203,10 @@ class CausalLM(ABC):
     def encode(self, text: bytes) -> list[int]: ...
 
     @abstractmethod
-    def text(self, ids: Sequence[int]) -> bytes:
-        """The reply's bytes for output tokens ``ids`` (a character still incomplete at the end may be held back)."""
+    def decode_step(self, ids: Sequence[int], offsets: tuple[int, int]) -> tuple[bytes, tuple[int, int]]:
+        """The bytes the last of the reply's tokens ``ids`` adds to the reply, and the offsets to pass next time
+        (start at (0, 0)). Each call costs a few tokens' decoding, not the whole reply's; a character whose bytes
+        are not all there yet may wait for a later token."""
 
     @abstractmethod
     def forward(self, ids: list[int], past: Any, module: Any) -> tuple[torch.Tensor, Any]:
@@ -232,8 +234,8 @@ class TinyLM(CausalLM):
     def encode(self, text: bytes) -> list[int]:
         return self.tokenizer.encode(text)
 
-    def text(self, ids: Sequence[int]) -> bytes:
-        return self.tokenizer.decode(ids)
+    def decode_step(self, ids: Sequence[int], offsets: tuple[int, int]) -> tuple[bytes, tuple[int, int]]:
+        return self.tokenizer.decode(ids[-1:]), offsets  # raw bytes, as llama.cpp's pieces are
 
     def forward(self, ids: list[int], past: Any, module: Any) -> tuple[torch.Tensor, Any]:
         import torch
@@ -269,9 +271,15 @@ class HuggingFaceLM(CausalLM):
     def encode(self, text: bytes) -> list[int]:
         return list(self.tokenizer(text.decode("utf-8", "replace"), add_special_tokens=True)["input_ids"])
 
-    def text(self, ids: Sequence[int]) -> bytes:
-        decoded: str = self.tokenizer.decode(list(ids), skip_special_tokens=True)
-        return decoded.rstrip("\ufffd").encode("utf-8")  # a character whose bytes are not all there yet waits
+    def decode_step(self, ids: Sequence[int], offsets: tuple[int, int]) -> tuple[bytes, tuple[int, int]]:
+        # text-generation-inference's way: decode a short window twice, with and without the new tokens, so that
+        # a tokenizer that joins tokens (SentencePiece's spaces, byte-level pieces of one character) is respected
+        prefix, read = offsets
+        before: str = self.tokenizer.decode(list(ids[prefix:read]), skip_special_tokens=True)
+        after: str = self.tokenizer.decode(list(ids[prefix:]), skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            return after[len(before) :].encode("utf-8"), (read, len(ids))
+        return b"", offsets
 
     def forward(self, ids: list[int], past: Any, module: Any) -> tuple[torch.Tensor, Any]:
         import torch
@@ -337,6 +345,8 @@ class Generation:
         self.budget = budget
         self.prompt = prompt
         self.ids: list[int] = []
+        self.text = b""  # the reply so far
+        self._offsets = (0, 0)
         self._pending = list(prompt)
         self._past: Any = None
         self._charged = 0
@@ -384,8 +394,10 @@ class Generation:
             self._end(ErrorCode.END_OF_SEQUENCE, "the model ended its reply")
         self.ids.append(token)
         self._pending = [token]
-        reverse = self.settings.reverse_prompt
-        if reverse and reverse.encode() in self.lm.text(self.ids[-len(reverse) - 8 :]):
+        piece, self._offsets = self.lm.decode_step(self.ids, self._offsets)
+        self.text += piece
+        reverse = self.settings.reverse_prompt.encode()
+        if reverse and piece and reverse in self.text[-(len(reverse) + len(piece)) :]:
             self._ended = WasiNNError(ErrorCode.END_OF_SEQUENCE, "the reverse prompt was produced")
         return token
 
@@ -693,7 +705,7 @@ class PromptContext(ExecutionContext):
             if out_of_host_memory(exc):
                 raise WasiNNError(ErrorCode.TOO_LARGE, f"the model ran out of memory: {exc}") from exc
             raise WasiNNError(ErrorCode.RUNTIME_ERROR, model_error(exc)) from exc
-        self.reply = self.graph.lm.text(generation.ids)
+        self.reply = generation.text
 
     def _end_stream(self) -> None:
         if self.generation is not None:
