@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import statistics
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab_harness import Lab, calls_for, echo_loop_wat, missing
+from lab_harness import Lab, calls_for, echo_loop_wat, missing, notebook
 
 SMALL = 200  # rounds: 602 calls
 BIG = 33_333  # rounds: 100,001 calls
@@ -203,3 +204,24 @@ def test_follows_a_kernel_restart(lab: Lab) -> None:
     assert "echoed 200" in lab.text(2)
     wait_for(lab, f"Number(d.dataset.records) >= {records + calls_for(SMALL)}")
     lab.screenshot("06-after-kernel-restart")
+
+
+def test_follows_the_active_notebook(lab: Lab) -> None:
+    first = int(lab.stats()["records"])
+    other = lab.root / "work" / "other.ipynb"
+    other.write_text(json.dumps(notebook(CELLS[:3])))
+    lab.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'other.ipynb'})")
+    lab.page.wait_for_function(
+        "() => { const w = window.jupyterapp.shell.currentWidget;"
+        " return w && w.context && w.context.path === 'other.ipynb'"
+        " && w.sessionContext.session && w.sessionContext.session.kernel"
+        " && w.sessionContext.session.kernel.status === 'idle'; }",
+        timeout=120_000,
+    )
+    wait_for(lab, "d.dataset.records === '0'")  # its own kernel: nothing yet
+    for i in (0, 1, 2):
+        lab.run_cell(i)
+    wait_for(lab, f"Number(d.dataset.marks) === {calls_for(SMALL)}")
+    lab.screenshot("07-second-notebook")
+    lab.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'timeline.ipynb'})")
+    wait_for(lab, f"Number(d.dataset.records) === {first}")  # back to the first notebook's calls
