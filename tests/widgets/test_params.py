@@ -104,3 +104,4 @@ def test_a_graph_without_properties_or_tensors(session: Session) -> None:
     session.host.register("echo", "echo")
     w = ParamsWidget(session.host, "echo")
     assert w.controls == {} and w.tree.rows == [] and w.tree.layout.display == "none"
+    assert repr(w) == "graph 'echo': no named tensors known (the backend lists none for this graph)"

@@ -40,6 +40,8 @@ class ParamsTree(anywidget.AnyWidget):  # type: ignore[misc]
 
 
 def _totals(rows: list[ParameterInfo]) -> str:
+    if not rows:
+        return "no named tensors known (the backend lists none for this graph)"
     params = [r for r in rows if r.kind == "parameter"]
     buffers = [r for r in rows if r.kind != "parameter"]
     text = f"{sum(r.numel for r in params):,} parameter values in {len(params)} tensors"
