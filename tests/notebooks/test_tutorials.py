@@ -72,8 +72,10 @@ def check_01(ran: Ran) -> None:
     assert WIDGET in ran.mimetypes("from wasinn_jupyter.widgets import")
     assert re.search(r"<wasi-nn timeline: [1-9]\d* calls, [1-9]\d* lifecycle markers>", ran.output("%wasinn timeline"))
     assert "image/png" in ran.mimetypes("%wasinn timeline")
-    table = ran.output("%wasinn timeline --graph mlp")
-    assert all(op in table for op in ("load_by_name", "set_input", "compute", "get_output"))
+    records = ran.output("from wasinn_jupyter.magics import workbench")
+    assert re.search(r"set_input +[\d.]+ µs  ok +\[\(5, 8\)\]", records), records
+    assert re.search(r"get_output +[\d.]+ µs  ok +\[\(5, 4\)\]", records), records
+    assert "invalid_argument" in records or "invalid-argument" in records
     assert ran.output("%wasinn run c_echo").count("success: 16 bytes: 1.5 -2 3.25 4") == 3
     assert "dtype=torch.int32" in ran.output("%%wasinn compute mlp --guest top1")
     assert "deadline of 1.0 s exceeded" in ran.output("%config WasinnMagics.deadline = 1.0")
@@ -98,12 +100,14 @@ def check_02(ran: Ran) -> None:
     change = re.search(r"largest change ([\d.e+-]+);", compared)
     assert change and 0 < float(change.group(1)) < 0.1, compared  # fp16 moved the scores, not the answer
     assert "dtype back to the guest: torch.float32" in compared and "same class: True" in compared
-    on_target = ran.output("%wasinn run --dir {work}::/images classify shapes_on_target")
-    assert "/images/square.ppm: class 2 (square)" in on_target
+    assert "/images/square.ppm: class 2 (square)" in ran.output("%wasinn run --dir {work}::/images classify shapes_on")
+    on_target = ran.output("from wasinn_jupyter.magics import workbench")
     if torch.cuda.is_available():
-        assert "CUDA:" in ran.output("import copy") and "cuda" in on_target
+        assert "CUDA:" in ran.output("import copy")
+        assert re.search(r"compute on cuda\S*: \d+ µs wall, \d+ µs on", on_target)
     else:
         assert "no CUDA here: the CPU path" in ran.output("import copy")
+        assert re.fullmatch(r"compute on cpu: \d+ µs wall\n", on_target), on_target
 
 
 def check_03(ran: Ran) -> None:
