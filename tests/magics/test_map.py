@@ -63,7 +63,8 @@ def test_load_ray_serves_a_graph_by_actors(run: Run, tmp_path: Path) -> None:
         start_local(num_cpus=2)
     cell = run("%wasinn load remote echo --ray")
     assert cell.ok, cell.err
-    cell = run("%%wasinn compute remote -o out\nimport numpy as np; np.arange(6, dtype=np.float32)")
+    assert run("import numpy as np").ok
+    cell = run("%%wasinn compute remote -o out\nnp.arange(6, dtype=np.float32)")
     assert cell.ok, cell.err
     assert run("out.tolist()").value == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     session = workbench().session
