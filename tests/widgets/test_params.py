@@ -4,13 +4,14 @@ changes reach the next compute of a real guest (the shipped driver, through the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from wasinn_jupyter.guests import as_tensors, compile_source, compute, driver_wat
-from wasinn_jupyter.host import Session
+from wasinn_jupyter.host import Host, Session
 from wasinn_jupyter.widgets import ParamsWidget
 
 
@@ -105,3 +106,22 @@ def test_a_graph_without_properties_or_tensors(session: Session) -> None:
     w = ParamsWidget(session.host, "echo")
     assert w.controls == {} and w.tree.rows == [] and w.tree.layout.display == "none"
     assert repr(w) == "graph 'echo': no named tensors known (the backend lists none for this graph)"
+
+
+def test_a_prompt_graph_offers_its_sampling_settings(tiny_lm_dir: Path) -> None:
+    import ipywidgets
+
+    host = Host()
+    host.register("chat", str(tiny_lm_dir))
+    w = ParamsWidget(host, "chat")
+    kinds = {k: type(c.control) for k, c in w.controls.items()}
+    assert kinds["temperature"] is ipywidgets.FloatText and kinds["top_p"] is ipywidgets.FloatText
+    assert kinds["top_k"] is ipywidgets.IntText and kinds["max_new_tokens"] is ipywidgets.IntText
+    assert kinds["precision"] is ipywidgets.Dropdown
+    w.set("temperature", 0.25)
+    assert host.properties("chat")["temperature"].value in ("0.25", "0.250")
+    top_p = w.controls["top_p"]
+    before = top_p.control.value
+    w.set("top_p", 2.0)
+    assert "top_p must lie in [0, 1]" in top_p.message.value and top_p.control.value == before
+    host.close()
