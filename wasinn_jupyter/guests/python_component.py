@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from ..host.component import PHASE3_WIT_DIR
+from ..host import PHASE3_WIT_DIR
 from .compile import Toolchain, ToolchainMissing
 
 PYTHON_DIR = Path(__file__).parent / "python"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .abi.dialect import WASMEDGE_ONLY_ENCODINGS, encodings_dialect
     from .backends import supported as supported_encodings
     from .backends.base import Graph, GraphInfo, ParameterInfo, PropertySpec, TensorInfo
+    from .component import PHASE3_WIT_DIR, WIT_DIR
     from .cuda import cuda_available
     from .encodings import Encoding, Target
     from .errors import WITX_ERRNO_NAMES, Dialect, ErrorCode, UnknownGraphName, WasiNNError, WasinnError
@@ -84,13 +85,17 @@ _WHERE: dict[str, str | tuple[str, str]] = {
     "TensorType": "tensors",
     "CallRecord": "timeline",
     "Timeline": "timeline",
+    "WIT_DIR": "component",
+    "PHASE3_WIT_DIR": "component",
 }
 
 __all__ = [
     "GUEST_MODEL_MODES",
+    "PHASE3_WIT_DIR",
     "TENSOR_TYPES",
     "WASMEDGE_ONLY_ENCODINGS",
     "WITX_ERRNO_NAMES",
+    "WIT_DIR",
     "CallRecord",
     "Client",
     "Dialect",
