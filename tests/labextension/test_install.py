@@ -21,30 +21,39 @@ def test_one_version_for_python_and_typescript() -> None:
     assert package["jupyterlab"]["outputDir"] == "../wasinn_jupyter/labextension"
 
 
+def installed() -> Path | None:
+    """Where JupyterLab finds the built extension (None: not installed, or installed without node to build it)."""
+    from jupyter_core.paths import jupyter_path
+
+    for base in jupyter_path("labextensions"):
+        if (Path(base) / "wasinn-jupyter" / "package.json").is_file():
+            return Path(base) / "wasinn-jupyter"
+    return None
+
+
+NOT_BUILT = "the labextension was not built (no node when pip install -e . ran; install node 20 and rerun it)"
+
+
 def test_jupyterlab_lists_it_enabled_and_ok() -> None:
+    if installed() is None:
+        pytest.skip(NOT_BUILT)
     out = subprocess.run(
         [sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, timeout=120
     )
-    lines = [line for line in (out.stdout + out.stderr).splitlines() if "wasinn-jupyter" in line]
-    if not lines:
-        pytest.skip("the package is installed without its labextension (built without node?): pip install -e .")
-    (line,) = lines
+    (line,) = [line for line in (out.stdout + out.stderr).splitlines() if "wasinn-jupyter" in line]
     assert f"wasinn-jupyter v{wasinn_jupyter.__version__}" in line
     assert "enabled" in line and "OK" in line and "python, wasinn-jupyter" in line, line
 
 
 def test_the_installed_extension_is_the_built_one() -> None:
-    from jupyter_core.paths import jupyter_path
-
-    found = [Path(p) / "wasinn-jupyter" for p in jupyter_path("labextensions") if (Path(p) / "wasinn-jupyter").is_dir()]
-    if not found:
-        pytest.skip("the labextension is not installed: pip install -e .")
-    installed = found[0]
+    where = installed()
+    if where is None:
+        pytest.skip(NOT_BUILT)
     meta = json.loads((installed / "package.json").read_text())
     assert meta["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
-    assert (installed / meta["jupyterlab"]["_build"]["load"]).is_file()
-    assert json.loads((installed / "install.json").read_text())["packageName"] == "wasinn-jupyter"
-    bundle = "".join(p.read_text(errors="replace") for p in (installed / "static").glob("*.js"))
+    assert (where / meta["jupyterlab"]["_build"]["load"]).is_file()
+    assert json.loads((where / "install.json").read_text())["packageName"] == "wasinn-jupyter"
+    bundle = "".join(p.read_text(errors="replace") for p in (where / "static").glob("*.js"))
     assert "wasinn.timeline" in bundle  # the comm target the kernel side opens
     for cdn in ("cdn.jsdelivr", "unpkg.com", "cdnjs"):
         assert cdn not in bundle  # nothing fetched from a network
