@@ -119,7 +119,7 @@ def test_a_refused_input_is_recorded_with_what_the_guest_tried_to_set() -> None:
         client.set_input_bytes(ctx, 0, (3,), BY_NAME["f32"], np.zeros(8, np.uint8))
     rec = host.timeline.records()[-1]
     assert (rec.call, rec.outcome, rec.nbytes) == ("set_input", "invalid-argument", 8)
-    assert rec.inputs == (TensorMeta("input0", (3,), "f32", 8),)  # echo names no inputs: by index
+    assert rec.inputs == (TensorMeta("input0", (3,), "f32", 12),)  # what its dims say; echo names no inputs
 
 
 def test_compute_named_records_names_both_ways() -> None:

@@ -44,7 +44,7 @@ def _io_part(named: Iterable[tuple[Any, Tensor]], count: int) -> tuple[Any, ...]
     bytes and shared dims. The usual single tensor is written inline by the callers, without this loop."""
     out: list[Any] = [count]
     for name, t in named:
-        out += (name, t.type.name, t.nbytes, SHAPES.get(t.dims) or shared_dims(t.dims))
+        out += (name, t.type.name, SHAPES.get(t.dims) or shared_dims(t.dims))
     return tuple(out)
 
 
@@ -469,9 +469,12 @@ class Client:
                 if about[4] and self._timer is None:
                     self._timer = start_timer(about[1])
             name = names[index] if names and 0 <= index < len(names) else index
-            self._io = (1, name, ttype.name, len(data), SHAPES.get(dims) or shared_dims(dims), None)
+            self._io = (1, name, ttype.name, SHAPES.get(dims) or shared_dims(dims), None)
+        try:
+            self.contexts.get(ctx).set_input_bytes(index, dims, ttype, data)
+        except WasiNNError:  # the bytes it gave (its record's tensor says what its dims take)
             self._nbytes = len(data)
-        self.contexts.get(ctx).set_input_bytes(index, dims, ttype, data)
+            raise
 
     def _note(self, ctx: int) -> Sequence[str] | None:
         """Note context ``ctx`` for this call's record (the three inference calls do it inline), and start CUDA
@@ -490,7 +493,7 @@ class Client:
             names = self._note(ctx)
             name = names[index] if names and 0 <= index < len(names) else index
             dims = SHAPES.get(tensor.dims) or shared_dims(tensor.dims)
-            self._io = (1, name, tensor.type.name, tensor.nbytes, dims, None)
+            self._io = (1, name, tensor.type.name, dims, None)
         self.contexts.get(ctx).set_input(index, tensor)
 
     def _compute(self, ctx: int) -> None:
@@ -509,7 +512,7 @@ class Client:
         if len(held) == 1 and 0 in held:  # the usual case, without the loop
             t = held[0]
             dims = SHAPES.get(t.dims) or shared_dims(t.dims)
-            ins: tuple[Any, ...] = (1, names[0] if names else 0, t.type.name, t.nbytes, dims)
+            ins: tuple[Any, ...] = (1, names[0] if names else 0, t.type.name, dims)
         else:
             ins = _io_part(
                 ((names[i] if names and i < len(names) else i, t) for i, t in sorted(held.items())), len(held)
@@ -525,7 +528,7 @@ class Client:
         if len(outputs) == 1:
             t = outputs[0]
             dims = SHAPES.get(t.dims) or shared_dims(t.dims)
-            self._io = (*ins, 1, out_names[0] if out_names else 0, t.type.name, t.nbytes, dims)
+            self._io = (*ins, 1, out_names[0] if out_names else 0, t.type.name, dims)
         else:
             self._io = ins + _io_part(_by_name(outputs, out_names), len(outputs))
 
@@ -544,8 +547,7 @@ class Client:
             names = context.output_names
             name = names[index] if names and index < len(names) else index
             dims = SHAPES.get(tensor.dims) or shared_dims(tensor.dims)
-            self._io = (None, 1, name, tensor.type.name, tensor.nbytes, dims)
-            self._nbytes = tensor.nbytes
+            self._io = (None, 1, name, tensor.type.name, dims)
         return tensor
 
     def _compute_single(self, ctx: int) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any, NamedTuple
+
+from .tensors import BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class TensorMeta(NamedTuple):
     name: str
     shape: tuple[int, ...]
     dtype: str  # a wasi-nn type name from host/tensors.py: f32, bf16, u8, ...
-    nbytes: int
+    nbytes: int  # what its shape and dtype take (a refused input's data may have been another size: see the call's)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "nbytes": self.nbytes}
@@ -59,7 +62,7 @@ class CallRecord:
     start_ns: int  # time.perf_counter_ns() at entry: compare records with each other (Timeline.wall_ns for dates)
     duration_ns: int  # wall time
     outcome: str  # "ok" or an ErrorCode value (a call); "ok" or how it ended (a lifecycle event)
-    nbytes: int = 0  # bytes the call moved: a model's, the inputs set, the output read
+    nbytes: int = 0  # bytes the call moved: a model's, the input set (what a refused one gave), the output read
     device: str | None = None  # the torch device of the graph it was about ("cpu", "cuda:0"); None: no graph
     guest_id: int = 0
     kind: str = "call"  # or "lifecycle"
@@ -89,38 +92,83 @@ class CallRecord:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
-_DEFAULTS: tuple[Any, ...] = (None,) * 7 + tuple(f.default for f in fields(CallRecord))[7:]
-_INPUTS, _OUTPUTS = FIELDS.index("inputs"), FIELDS.index("outputs")
 
-# A tensor as the hot path keeps it: (name, or its index where the graph names none; dims; dtype name; bytes). The
-# index becomes a name ("input0") only when a record is read.
-RawTensor = tuple[Any, tuple[int, ...], Any, int]
+# How the ring buffer holds a record (a "row"): one flat tuple of plain values (strings, ints, None) and of tuples
+# made once and shared, so that the hot path builds it in one go and the garbage collector stops tracking it at its
+# first pass (a fresh nested tuple would keep a row tracked, and traversed, for several passes):
+#   (seq, call, who, about, start_ns, duration_ns, outcome, nbytes, context, device_ns, tokens, rest, *io)
+# ``who`` is (guest, guest_id), one per client; ``about`` starts (graph, device, target), one per execution context
+# (or made by the call), or is None; ``rest`` is None for a call, else (kind, detail, node, worker). ``io`` is the
+# inputs, then the outputs, each as a count (None: not recorded) followed, per tensor, by its name (or its index
+# where the graph names none: "input0" is made only when the record is read), dtype name and dims, the dims tuple
+# shared through :func:`shared_dims` (one per shape); its bytes follow from those when it is read:
+#   set_input of a [2, 3] f32 named x:  (1, "x", "f32", (2, 3), None)
+# Each int a row holds is one more object to free, cold, when the ring drops the row: rows hold few.
+IO_AT = 12  # where io starts in a row
+NO_IO = (None, None)
+SHAPES_KEPT = 4096  # distinct shapes shared_dims keeps before it starts over
+SHAPES: dict[tuple[int, ...], tuple[int, ...]] = {}  # the hot path reads it with .get; a miss calls shared_dims
 
 
-def _metas(raw: Iterable[Any] | None, prefix: str) -> tuple[TensorMeta, ...] | None:
-    if raw is None:
-        return None
-    out = []
-    for item in raw:
-        if isinstance(item, dict):  # merged from another process's as_dict()
-            item = (item.get("name", ""), item.get("shape", ()), item.get("dtype", ""), item.get("nbytes", 0))
-        name, shape, dtype, nbytes = item
-        out.append(
-            TensorMeta(name if isinstance(name, str) else f"{prefix}{name}", tuple(shape), str(dtype), int(nbytes))
-        )
+def shared_dims(dims: tuple[int, ...]) -> tuple[int, ...]:
+    """The one tuple kept for this shape (``SHAPES.get(dims) or shared_dims(dims)`` on the hot path): rows that share
+    an old tuple are untracked by the collector at its first pass, and take no memory for their dims."""
+    if len(SHAPES) >= SHAPES_KEPT:
+        SHAPES.clear()
+    return SHAPES.setdefault(dims, dims)
+RawTensor = tuple[Any, tuple[int, ...], Any, int]  # (name or index, dims, dtype, nbytes): Timeline.record's form
+_NO_GRAPH = (None, None, None)
+_MOVES_ITS_TENSORS = frozenset({"set_input", "get_output"})  # calls whose nbytes a row may leave to its tensors
+_A_CALL = ("call", None, None, None)
+
+
+def flat_io(inputs: Iterable[Any] | None, outputs: Iterable[Any] | None) -> tuple[Any, ...]:
+    """The ``io`` part of a row from tensors as (name or index, dims, dtype, nbytes) or as TensorMeta dicts."""
+    out: list[Any] = []
+    for tensors in (inputs, outputs):
+        if tensors is None:
+            out.append(None)
+            continue
+        items = list(tensors)
+        out.append(len(items))
+        for item in items:
+            if isinstance(item, dict):  # merged from another process's as_dict()
+                item = (item.get("name", ""), item.get("shape", ()), item.get("dtype", ""), item.get("nbytes", 0))
+            name, dims, dtype, _ = item
+            out += [name, str(dtype), shared_dims(tuple(int(d) for d in dims))]
     return tuple(out)
 
 
+def _metas(io: tuple[Any, ...], at: int, prefix: str) -> tuple[tuple[TensorMeta, ...] | None, int]:
+    """The tensors of one ``io`` part starting at ``at``, and where the next part starts."""
+    count = io[at]
+    at += 1
+    if count is None:
+        return None, at
+    metas = []
+    for _ in range(count):
+        name, dtype, shape = io[at : at + 3]
+        at += 3
+        ttype = BY_NAME.get(dtype)
+        nbytes = math.prod(shape) * ttype.itemsize if ttype is not None else 0
+        metas.append(TensorMeta(name if isinstance(name, str) else f"{prefix}{name}", shape, dtype, nbytes))
+    return tuple(metas), at
+
+
 def _make(row: tuple[Any, ...]) -> CallRecord:
-    """A record from its row (tensors turned into TensorMeta here, not on the hot path)."""
-    if row[_INPUTS] is not None or row[_OUTPUTS] is not None:
-        row = (
-            *row[:_INPUTS],
-            _metas(row[_INPUTS], "input"),
-            _metas(row[_OUTPUTS], "output"),
-            *row[_OUTPUTS + 1 :],
-        )
-    return CallRecord(*row)
+    """A record from its row (see above): the shared tuples unpacked and the tensors made TensorMeta, here and not
+    on the hot path."""
+    seq, call, who, about, start, duration, outcome, nbytes, context, device_ns, tokens, rest = row[:IO_AT]
+    graph, device, target = (about or _NO_GRAPH)[:3]
+    kind, detail, node, worker = rest or _A_CALL
+    inputs, at = _metas(row, IO_AT, "input")
+    outputs, _ = _metas(row, at, "output")
+    if not nbytes and call in _MOVES_ITS_TENSORS:  # left for the read: what the tensors take
+        nbytes = sum(m.nbytes for m in (*(inputs or ()), *(outputs or ())))
+    return CallRecord(
+        seq, call, who[0], graph, start, duration, outcome, nbytes, device, who[1], kind, detail, context, target,
+        inputs, outputs, device_ns, tokens, node, worker,
+    )  # fmt: skip
 
 
 Listener = Callable[[CallRecord], None]
@@ -178,6 +226,7 @@ class Timeline:
         self._records: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
         self._seq = itertools.count()
         self._listeners: list[Listener] = []
+        self.listening = False  # whether anyone subscribed: the hot path asks this before notify()
         self._lock = threading.Lock()
         self._cleared = 0  # records clear() removed, so that `dropped` counts only what the bound dropped
         self._dropped_at_clear = 0
@@ -206,10 +255,9 @@ class Timeline:
             return self._dropped_at_clear
 
     def writer(self) -> tuple[Callable[[], int], Callable[[tuple[Any, ...]], None]]:
-        """The hot path's way in (``Client.call``): the next seq, and ``append(row)`` for a row in :data:`FIELDS`
-        order whose tensors are raw tuples (name or index, dims, dtype name, bytes). Plain strings, ints and tuples
-        only, so that the garbage collector stops tracking a row after its first pass over it."""
-        return self._seq.__next__, self._append
+        """The hot path's way in (``Client.call``): the next seq, and the ring buffer's own append for a row laid out
+        as at the top of this module. The caller then calls :meth:`notify` with the row where :attr:`listening`."""
+        return self._seq.__next__, self._records.append
 
     def wall_ns(self, start_ns: int) -> int:
         """``start_ns`` (perf_counter_ns) as nanoseconds since the Unix epoch."""
@@ -240,12 +288,9 @@ class Timeline:
         """
         # A plain tuple on the hot path; CallRecord objects are made only for listeners and readers.
         elapsed = time.perf_counter_ns() - start_ns
-        self._append(
-            (
-                next(self._seq), call, guest, graph, start_ns, elapsed, outcome, nbytes, device, guest_id, "call",
-                None, context, target, inputs, outputs, device_ns, tokens, node, worker,
-            )
-        )  # fmt: skip
+        rest = None if node is None and worker is None else ("call", None, node, worker)
+        head = (next(self._seq), call, (guest, guest_id), (graph, device, target), start_ns, elapsed, outcome)
+        self._append((*head, nbytes, context, device_ns, tokens, rest, *flat_io(inputs, outputs)))
 
     def event(
         self,
@@ -262,11 +307,17 @@ class Timeline:
             raise ValueError(f"unknown lifecycle event {event!r} (known: {', '.join(LIFECYCLE)})")
         now = time.perf_counter_ns()
         start = now if start_ns is None else start_ns
-        row = (next(self._seq), event, guest, None, start, now - start, outcome, 0, None, guest_id, "lifecycle", detail)
-        self._append(row + _DEFAULTS[len(row) :])
+        rest = ("lifecycle", detail, None, None)
+        row = (next(self._seq), event, (guest, guest_id), None, start, now - start, outcome, 0)
+        self._append((*row, None, None, None, rest, *NO_IO))
 
     def _append(self, row: tuple[Any, ...]) -> None:
         self._records.append(row)
+        if self._listeners:
+            self.notify(row)
+
+    def notify(self, row: tuple[Any, ...]) -> None:
+        """Give the listeners the record of ``row``, just appended."""
         if self._listeners:
             rec = _make(row)
             for listener in self._listeners:
@@ -279,22 +330,29 @@ class Timeline:
         """Records made by another process's timeline (a map worker, a Ray actor), as ``CallRecord.as_dict`` gave
         them: each gets a seq here, its start moved by ``shift_ns`` onto this process's clock, and ``tags``
         (``node``, ``worker``) set. Fields this CallRecord does not have are dropped; missing ones take defaults."""
-        defaults = dict(zip(FIELDS, _DEFAULTS, strict=True))
+        defaults = {f.name: f.default for f in fields(CallRecord)}
         for record in records:
-            row = {**defaults, **{k: v for k, v in record.items() if k in defaults}}
-            row.update({k: v for k, v in tags.items() if k in defaults})
-            row["seq"] = next(self._seq)
-            row["start_ns"] = int(row["start_ns"]) + shift_ns
-            self._append(tuple(row[name] for name in FIELDS))
+            r = {**defaults, **{k: v for k, v in record.items() if k in defaults}}
+            r.update({k: v for k, v in tags.items() if k in defaults})
+            self._append(
+                (
+                    next(self._seq), r["call"], (r["guest"], r["guest_id"]), (r["graph"], r["device"], r["target"]),
+                    int(r["start_ns"]) + shift_ns, r["duration_ns"], r["outcome"], r["nbytes"], r["context"],
+                    r["device_ns"], r["tokens"], (r["kind"], r["detail"], r["node"], r["worker"]),
+                    *flat_io(r["inputs"], r["outputs"]),
+                )
+            )  # fmt: skip
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each new record; returns the function that unsubscribes it."""
         with self._lock:
             self._listeners = [*self._listeners, listener]
+            self.listening = True
 
         def unsubscribe() -> None:
             with self._lock:
                 self._listeners = [x for x in self._listeners if x is not listener]
+                self.listening = bool(self._listeners)
 
         return unsubscribe
 
@@ -310,7 +368,7 @@ class Timeline:
     def last_call(self, guest_id: int) -> CallRecord | None:
         """The newest wasi-nn call of guest instance ``guest_id`` still held, or None (reads back from the end)."""
         for row in reversed(list(self._records)):
-            if row[10] == "call" and row[9] == guest_id:
+            if row[2][1] == guest_id and (row[11] or _A_CALL)[0] == "call":
                 return _make(row)
         return None
 
@@ -328,7 +386,7 @@ class Timeline:
         """Per wasi-nn call name: count, errors, total and mean latency in microseconds (lifecycle events apart)."""
         out: dict[str, dict[str, float]] = {}
         for row in list(self._records):
-            if row[10] != "call":
+            if (row[11] or _A_CALL)[0] != "call":
                 continue
             entry = out.setdefault(row[1], {"count": 0, "errors": 0, "total_us": 0.0})
             entry["count"] += 1

@@ -82,7 +82,8 @@ class WitxBinding(ExtensionCalls):
 
     def _entry(self, call: str, handler: Callable[..., Any]) -> Callable[..., int]:
         client = self.client
-        graph_of = client.graph_name if call in CONTEXT_FIRST and client.recording else None
+        noted = call in CONTEXT_FIRST and call not in client.NOTES_OWN_CONTEXT and client.recording
+        graph_of = client.graph_name if noted else None
         run = client.call
         if call in NO_MEMORY:
 

@@ -235,8 +235,6 @@ class ExecutionContext:
 
     # Tokens the last compute produced: a prompt graph's context sets it; the timeline records it (tokens/s).
     tokens: int | None = None
-    # The execution target its graph was loaded for (cpu, gpu, tpu), noted by the client for the timeline.
-    target: str | None = None
 
     def __init__(self, graph: Graph, budget: ByteBudget | None = None) -> None:
         self.graph = graph
