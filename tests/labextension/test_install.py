@@ -49,7 +49,7 @@ def test_the_installed_extension_is_the_built_one() -> None:
     where = installed()
     if where is None:
         pytest.skip(NOT_BUILT)
-    meta = json.loads((installed / "package.json").read_text())
+    meta = json.loads((where / "package.json").read_text())
     assert meta["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
     assert (where / meta["jupyterlab"]["_build"]["load"]).is_file()
     assert json.loads((where / "install.json").read_text())["packageName"] == "wasinn-jupyter"
