@@ -17,6 +17,7 @@ for 100 million elements ("well under a second").
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 from typing import Any
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from _common import dump, fmt_time, interleaved, judge, parser, timed
 
 from wasinn_jupyter.widgets import TensorWidget
+from wasinn_jupyter.widgets.summary import _busy
 
 TARGET = 1.0
 SHAPES = {"1e6": (1000, 1000), "1e7": (10, 1000, 1000), "1e8": (10000, 10000)}
@@ -59,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    print(f"tensor widget state, {device} ({torch.get_num_threads()} torch threads), median of {args.reps}:")
+    load = os.getloadavg()[0]
+    loop = "1 thread (busy CPUs)" if _busy(torch.get_num_threads()) else f"{torch.get_num_threads()} threads"
+    print(
+        f"tensor widget state, {device} ({torch.get_num_threads()} torch threads; chunk loop on {loop}; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs), median of {args.reps}:"
+    )
     table: dict[tuple[str, str], float] = {}
     results = []
     for size, shape in SHAPES.items():

@@ -10,6 +10,7 @@ cover the finite values; NaN and infinities are counted apart. Integers and bool
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -185,15 +186,24 @@ def _integers(flat: torch.Tensor, summary: Summary, bins: int) -> tuple[Summary,
     return _moments(flat, summary, bins, float(lo), float(hi), masked=False, integer=True)
 
 
+def _busy(threads: int) -> bool:
+    """Whether the CPUs lack room for ``threads`` more (the 1-minute load average says so)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return True
+    return load + threads > (os.cpu_count() or 1)
+
+
 @contextmanager
 def one_thread(on: bool) -> Iterator[None]:
-    """Run the chunk loop on one CPU thread. Its ops are small and many: with several threads each one ends in a
-    barrier, and on a busy machine a descheduled thread stalls every barrier for a time slice (measured here on
-    2 loaded cores: 0.5 s with one thread, 5 to 17 s with two, for 1e8 values)."""
+    """Run the chunk loop on one CPU thread when the machine is busy. Its ops are small and many: with several
+    threads each one ends in a barrier, and a descheduled thread stalls every barrier for a time slice (measured
+    on 2 loaded cores: 0.5 s with one thread, 5 to 17 s with two, for 1e8 values). With idle cores, all threads."""
     import torch
 
     before = torch.get_num_threads()
-    if not on or before == 1:
+    if not on or before == 1 or not _busy(before):
         yield
         return
     torch.set_num_threads(1)
