@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from _common import dump, fmt_time, interleaved, judge, parser, timed
 
 from wasinn_jupyter.widgets import TensorWidget
-from wasinn_jupyter.widgets.summary import _busy
+from wasinn_jupyter.widgets.summary import cpus_busy
 
 TARGET = 1.0
 SHAPES = {"1e6": (1000, 1000), "1e7": (10, 1000, 1000), "1e8": (10000, 10000)}
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--device cuda: torch sees no CUDA device")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     load = os.getloadavg()[0]
-    loop = "1 thread (busy CPUs)" if _busy(torch.get_num_threads()) else f"{torch.get_num_threads()} threads"
+    loop = "1 thread (busy CPUs)" if cpus_busy(torch.get_num_threads()) else f"{torch.get_num_threads()} threads"
     print(
         f"tensor widget state, {device} ({torch.get_num_threads()} torch threads; chunk loop on {loop}; "
         f"load average {load:.1f} on {os.cpu_count()} CPUs), median of {args.reps}:"

@@ -186,7 +186,7 @@ def _integers(flat: torch.Tensor, summary: Summary, bins: int) -> tuple[Summary,
     return _moments(flat, summary, bins, float(lo), float(hi), masked=False, integer=True)
 
 
-def _busy(threads: int) -> bool:
+def cpus_busy(threads: int) -> bool:
     """Whether the CPUs lack room for ``threads`` more (the 1-minute load average says so)."""
     try:
         load = os.getloadavg()[0]
@@ -203,7 +203,7 @@ def one_thread(on: bool) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    if not on or before == 1 or not _busy(before):
+    if not on or before == 1 or not cpus_busy(before):
         yield
         return
     torch.set_num_threads(1)
