@@ -218,7 +218,7 @@ function render({ model, el: host }) {
       const c = Math.min(cols - 1, Math.floor(((event.clientX - box.left) / box.width) * cols));
       const r = Math.min(rows - 1, Math.floor(((event.clientY - box.top) / box.height) * rows));
       const v = values[r * cols + c];
-      const pooled = model.get("heatmap_pooled");
+      const pooled = model.get("heatmap_pooled") !== false;
       const where = (i, step, size) => (pooled && step > 1 ? `${i * step}–${Math.min(size, (i + 1) * step) - 1}` : `${i * step}`);
       const what = pooled && (stepR > 1 || stepC > 1) ? "mean" : "value";
       hover.textContent = `row ${where(r, stepR, srcRows)}, col ${where(c, stepC, srcCols)}: ${what} ${fmtNumber(v)}`;
