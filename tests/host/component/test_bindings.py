@@ -140,3 +140,30 @@ def test_an_output_whose_copy_the_budget_cannot_cover_is_refused(session: Sessio
     with session.instantiate(echo) as guest:
         with pytest.raises(GuestTrap, match="32 bytes per byte"):
             guest.call("echo", U8, 1, 4096, 0, 0, 0, 0, watch=False)
+
+
+WRONG_TYPE = """
+(component
+  (import "wasi:nn/graph@0.2.0-rc-2024-10-28" (instance $graph
+    (export "load-by-name" (func (param "name" u32) (result u32)))))
+  (core func $lbn (canon lower (func $graph "load-by-name")))
+  (core module $M
+    (import "nn" "load-by-name" (func $lbn (param i32) (result i32)))
+    (func (export "go") (result i32) (call $lbn (i32.const 7))))
+  (core instance $m (instantiate $M (with "nn" (instance (export "load-by-name" (func $lbn))))))
+  (func (export "go") (result u32) (canon lift (core func $m "go")))
+)
+"""
+
+
+def test_an_import_of_another_type_traps_with_the_hosts_reason(session: Session) -> None:
+    with session.instantiate(session.compile(WRONG_TYPE, name="wrong-type")) as guest:
+        with pytest.raises(GuestTrap, match="the host could not serve load-by-name"):
+            guest.call("go", watch=False)
+
+
+def test_arguments_of_the_wrong_type_are_refused_and_the_instance_lives_on(session: Session, echo) -> None:  # type: ignore[no-untyped-def]
+    with session.instantiate(echo) as guest:
+        with pytest.raises(TypeError):
+            guest.call("echo", "f32", 1, 3, 0, 0, 0, 0, watch=False)
+        assert guest.call("echo", U8, 1, 3, 0, 0, 0, 0, watch=False) == 0

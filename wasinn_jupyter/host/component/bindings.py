@@ -32,7 +32,7 @@ from wasmtime.component import Linker, ResourceAny, ResourceHost, ResourceType
 
 from ..errors import ErrorCode, WasiNNError, WasinnError, wit_code
 from ..tensors import BY_WIT, MAX_RANK, Tensor
-from .values import Err, Ok, add_func
+from .values import Err, HostFault, Ok, add_func
 
 if TYPE_CHECKING:
     from ..host import Client
@@ -59,7 +59,7 @@ def interface(name: str) -> str:
     return f"wasi:nn/{name}@{VERSION}"
 
 
-class ComponentFault(WasinnError):
+class ComponentFault(HostFault, WasinnError):
     """A guest did what no wasi-nn result can answer (too many live resources): its instance traps with this."""
 
 

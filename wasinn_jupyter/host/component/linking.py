@@ -18,11 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
-from wasmtime import Store, WasmtimeError
+from wasmtime import Store, Trap, WasmtimeError
 from wasmtime.component import Component, Instance, Linker
 
 from ..module import GuestModule
 from .bindings import ComponentFault, WitBinding
+from .values import HostFault
 
 if TYPE_CHECKING:
     from ..session import Guest
@@ -92,6 +93,8 @@ class WitComponent:
                 result = func(store, *args)
                 func.post_return(store)
             except BaseException as exc:
+                if not isinstance(exc, WasmtimeError | Trap | HostFault):
+                    raise  # refused before the guest was entered (arguments of the wrong type): still alive
                 check = self._stopping()
                 explained = exc if check is not None and check() else _explained(exc)
                 said = getattr(explained, "message", None) or str(explained).splitlines()[0]
@@ -133,7 +136,7 @@ def _explained(exc: BaseException) -> BaseException:
     """The exception a caller should see: ours for a host fault or the hostcall-fuel trap, else ``exc`` itself."""
     from ..session import GuestTrap, one_line
 
-    if isinstance(exc, ComponentFault):
+    if isinstance(exc, HostFault):
         return GuestTrap(f"guest trapped: {exc}")
     if isinstance(exc, WasmtimeError) and HOSTCALL_FUEL_MESSAGE in str(exc):
         return GuestTrap(f"guest trapped: {hostcall_fuel_hint()}")

@@ -22,6 +22,7 @@ reaches whoever called into the guest, as with wasmtime-py's own functions.
 from __future__ import annotations
 
 import ctypes
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from wasmtime.component import _types as wt
 from wasmtime.component._enter import catch_exceptions
 from wasmtime.component._linker import LinkerInstance
 
+log = logging.getLogger(__name__)
 _VAL_SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)  # 32 in wasmtime 50
 _PAYLOAD = ffi.wasmtime_component_val_t.of.offset  # 8
 _KIND_U8 = ffi.WASMTIME_COMPONENT_U8.value
@@ -46,6 +48,10 @@ _KIND_BOOL = ffi.WASMTIME_COMPONENT_BOOL
 ValPtr = Any  # ctypes.POINTER(wasmtime_component_val_t)
 FromC = Callable[[Any], Any]  # a wasmtime_component_val_t -> its Python value (and frees what it owned)
 ToC = Callable[[Any, Any, ValPtr], None]  # (store, value, destination pointer)
+
+
+class HostFault(Exception):
+    """A host function could not answer: the guest traps with this message (see ``linking.py``)."""
 
 
 @dataclass(frozen=True)
@@ -288,10 +294,16 @@ def _trampoline(idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int, resu
             entry.prepare(ty_raw, store)
         if nargs != len(entry.lifts):
             raise TypeError(f"{entry.name}: called with {nargs} arguments, its type has {len(entry.lifts)}")
-        values = [lift(args[i]) for i, lift in enumerate(entry.lifts)]
-        result = entry.fn(store, *values)
-        if entry.lower is not None and nresults:
-            entry.lower(store, result, results)
+        try:
+            values = [lift(args[i]) for i, lift in enumerate(entry.lifts)]
+            result = entry.fn(store, *values)
+            if entry.lower is not None and nresults:
+                entry.lower(store, result, results)
+        except HostFault:
+            raise
+        except Exception as exc:  # a host bug, or a guest that imported the function with another type
+            log.exception("component host function %s failed", entry.name)
+            raise HostFault(f"the host could not serve {entry.name}: {type(exc).__name__}: {exc}") from exc
 
     return catch_exceptions(context, run)
 
