@@ -23,40 +23,53 @@ import time
 import warnings
 from typing import Any
 
-from ..host import Encoding, ErrorCode, Graph, GraphInfo, Host, Target, TensorInfo, WasiNNError
-from ..host.backends.base import model_error
-from ..host.tensors import BY_NAME, Tensor
+from ..host import (
+    TENSOR_TYPES,
+    Client,
+    Encoding,
+    ErrorCode,
+    Graph,
+    GraphInfo,
+    Host,
+    Limits,
+    Target,
+    Tensor,
+    TensorInfo,
+    WasiNNError,
+)
 from .job import clock_domain, node_name
 from .ray_support import actor_died, connect
 from .shipping import Shipped, land, ship
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 180.0
+BY_NAME = {t.name: t for t in TENSOR_TYPES}
 
 
 class GraphActor:
-    """The model inside a Ray actor: loaded once by the host's own registry (its backends, its checks)."""
+    """The model inside a Ray actor, loaded once by a host of its own and run through that host's wasi-nn calls
+    (so a model's failure is worded as for a local graph)."""
 
     def __init__(
         self, name: str, shipped: Shipped, encoding: str, target: str, cpu_fallback: bool, max_model_bytes: int
     ) -> None:
         import ray
 
-        from ..host import Limits
-        from ..host.registry import Registry
-
         # inputs arrive as read-only views of the object store; the model reads them and never writes
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.error: str | None = None
         self.graph: Graph | None = None
+        self.host = Host(cpu_fallback=cpu_fallback, limits=Limits(max_model_bytes=max_model_bytes))
+        self.client: Client = self.host.client("ray-actor")
         try:
             source = land(shipped, ray, tempfile.mkdtemp(prefix="wasinn-graph-"))
-            registry = Registry(cpu_fallback=cpu_fallback, limits=Limits(max_model_bytes=max_model_bytes))
-            self.graph = registry.register(name, source, Encoding.parse(encoding), Target.parse(target)).graph
+            self.host.register(name, source, Encoding.parse(encoding), Target.parse(target))
+            self.graph = self.host.graph(name)
+            self.handle = self.client.load_by_name(name)
         except WasiNNError as exc:
             self.error = exc.message
         except Exception as exc:  # noqa: BLE001 - whatever stops the load is the message the caller shows
-            self.error = model_error(exc)
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def describe(self) -> dict[str, Any]:
         if self.graph is None:
@@ -70,18 +83,22 @@ class GraphActor:
         }
 
     def run(self, meta: list[tuple[str, tuple[int, ...]]], *arrays: Any) -> dict[str, Any]:
-        assert self.graph is not None
-        inputs = [Tensor(tuple(dims), BY_NAME[kind], array) for (kind, dims), array in zip(meta, arrays, strict=True)]
-        start = time.perf_counter_ns()
+        client = self.client
         try:
-            result = self.graph.run(inputs)
+            ctx = client.init_execution_context(self.handle)  # one per call: no input of an earlier call stays
+            try:
+                for index, ((kind, dims), array) in enumerate(zip(meta, arrays, strict=True)):
+                    client.set_input(ctx, index, Tensor(tuple(dims), BY_NAME[kind], array))
+                start = time.perf_counter_ns()
+                client.compute(ctx)
+                compute_ns = time.perf_counter_ns() - start
+                produced = client.output_tensors(ctx)
+            finally:
+                client.finalize_execution_context(ctx)
         except WasiNNError as exc:
             return {"error": (exc.code.value, exc.message)}
-        except Exception as exc:  # noqa: BLE001 - the model's failure goes back as its message
-            return {"error": (ErrorCode.RUNTIME_ERROR.value, model_error(exc))}
-        compute_ns = time.perf_counter_ns() - start
-        names = list(result) if isinstance(result, dict) else None
-        outputs = list(result.values()) if isinstance(result, dict) else list(result)
+        assert produced is not None
+        outputs, names = produced
         return {
             "names": names,
             "meta": [(t.type.name, t.dims) for t in outputs],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..host import Encoding, Graph, WasinnError
+from ..host import Encoding, Graph, Host, WasinnError
 
 ECHO = "echo"
 
@@ -32,11 +32,10 @@ def ship(source: Any, encoding: Encoding, ray: Any, model_dirs: list[str] | None
     if isinstance(source, str) and source == ECHO:
         return Shipped(ECHO, label=ECHO)
     if isinstance(source, (str, Path)):
-        from ..host.backends import backend_for_source
-        from ..host.registry import Registry
-
-        named = backend_for_source(source, encoding).model_file(Path(source).expanduser())
-        path = Registry(model_dirs=[Path(d) for d in model_dirs] if model_dirs is not None else None).check_path(named)
+        named = Path(source).expanduser()
+        if named.is_dir():  # a directory stands for its model.pt, as the host reads one (wasmtime's nn-graph layout)
+            named = named / "model.pt"
+        path = Host(model_dirs=model_dirs).registry.check_path(named)  # the host's own check of --model-dir
         try:
             data = path.read_bytes()
         except OSError as exc:
