@@ -1,7 +1,8 @@
 """The ``wasinn`` command: run guests the way other wasi-nn hosts' documented command lines do, and the suite.
 
     wasinn run [--dir HOST[::GUEST]]... [--nn-preload NAME:ENCODING:TARGET:PATH]... [--nn-graph ENCODING::DIR]...
-               GUEST.wasm [ARGS...]
+               [--ray auto|local|ADDRESS [--replicas R] [--num-gpus G]] GUEST.wasm [ARGS...]
+    wasinn map GUEST.wasm --over DIR|GLOB|FILE.txt [--workers N] [--ray auto|local|ADDRESS] [run's flags] [-- ARGS]
     wasinn conformance [--host wasinn|wasmtime[=PATH]]... [--host-command TEMPLATE]... [--host-model FORMAT]
                        [--case-timeout S] [--target cpu|gpu] [--select TEXT] [--allow-empty] [--json FILE]
                        [--markdown FILE|-] [--emit DIR]
@@ -19,6 +20,9 @@ when stopped (interrupted, deadline, fuel); 134 when the guest trapped. When a g
 failed wasi-nn call (its last), the host's message for that call is printed too, so ``no graph named 'resnet'``
 needs no ``-v``. A guest left blocked in a host call by Ctrl-C does not keep the command alive: it leaves with
 ``os._exit`` rather than shut Python down under it.
+
+``wasinn map`` runs the guest once per input on worker processes or Ray actors ({} in ARGS is the input's path
+as the guest sees it) and prints JSON lines: see :mod:`wasinn_jupyter.scale.command`.
 
 ``wasinn conformance`` exits 2 when it tested nothing (``--select`` matched no case; every case skipped, as
 ``--target gpu`` without CUDA does), unless ``--allow-empty`` says that is expected, or when a host cannot start
