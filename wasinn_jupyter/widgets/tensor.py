@@ -135,7 +135,11 @@ class TensorWidget(anywidget.AnyWidget):  # type: ignore[misc]
             return
         batch_moved = self._tensor.dim() == 4 and change["old"][:1] != change["new"][:1]
         layout = self.image_layout if batch_moved else ""  # the image changes only with the batch item
-        state = self._drawn((self.axes[0], self.axes[1]), list(self.index), layout)
+        try:
+            state = self._drawn((self.axes[0], self.axes[1]), list(self.index), layout)
+        except Exception as exc:  # noqa: BLE001 - a slider's failure (out of device memory...) shows in the view
+            self.error = f"this slice could not be drawn: {type(exc).__name__}: {exc}"
+            return
         with self.hold_sync():  # one message carries the new slice
             for key, value in state.items():
                 setattr(self, key, value)
