@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tests.host.component.python_guest import CACHE, CELL, needs_componentize_py
 
 
@@ -21,3 +23,8 @@ def test_a_python_cell_is_a_guest_that_runs(run: Any, ip: Any, tmp_path: Any) ->
     assert "echo [2, 3] FP32 True" in cell.out
     failed = run("%wasinn run pyguest fail")
     assert not failed.ok and "exited with code 1" in (failed.err + failed.out)
+    # %%wasinn compute through it: the cell defines no compute(), so the guest forwards to wasi:nn's
+    ip.user_ns["np"] = np
+    cell = run("%%wasinn compute echo --guest pyguest\nnp.arange(6, dtype=np.float32).reshape(2, 3)")
+    assert cell.ok, cell.err
+    assert cell.value.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]

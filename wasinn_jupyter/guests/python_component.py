@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from ..host import PHASE3_WIT_DIR
+from ..host import PHASE3_WIT_DIR, WIT_DIR
 from .compile import Toolchain, ToolchainMissing
 
 PYTHON_DIR = Path(__file__).parent / "python"
@@ -45,7 +45,7 @@ class ComponentizePy(Toolchain):
             raise ToolchainMissing(self.HINT) from None
         self._executable()
         support = hashlib.sha256()  # the world, the wrapper and nn.py are part of every build
-        for path in sorted([*PYTHON_DIR.iterdir(), PHASE3_WIT_DIR / "wasi-nn.wit"]):
+        for path in sorted([*PYTHON_DIR.iterdir(), PHASE3_WIT_DIR / "wasi-nn.wit", WIT_DIR / "compute.wit"]):
             if path.is_file():
                 support.update(path.name.encode() + b"\0" + path.read_bytes())
         return f"componentize-py {version} support {support.hexdigest()[:16]}"
@@ -60,6 +60,7 @@ class ComponentizePy(Toolchain):
         deps = workdir / "wit" / "deps"
         deps.mkdir(parents=True)
         shutil.copy(PYTHON_DIR / "guest.wit", workdir / "wit" / "guest.wit")
+        shutil.copy(WIT_DIR / "compute.wit", workdir / "wit" / "compute.wit")  # the same package: wasinn:guest
         shutil.copy(PYTHON_DIR / "cli.wit", deps / "cli.wit")
         shutil.copy(PHASE3_WIT_DIR / "wasi-nn.wit", deps / "wasi-nn.wit")
         for name in ("app.py", "nn.py"):

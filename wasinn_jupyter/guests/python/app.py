@@ -1,4 +1,7 @@
-"""A Python guest's entry point: wasi:cli/run's ``run`` runs the cell (``wasinn_cell.py``) as a script.
+"""A Python guest's entry points: wasi:cli/run's ``run`` runs the cell (``wasinn_cell.py``) as a script, and
+``wasinn:guest/compute``'s ``compute`` serves ``%%wasinn compute --guest``: the cell's own ``compute(graph,
+inputs)`` where it defines one (its top level runs first, as a module named ``wasinn_cell``), else wasi:nn's
+compute on the graph by name.
 
 componentize-py runs this module when it builds the component and snapshots the interpreter. So the cell's text
 is read here, at build time (with the modules it imports, so that they are in the snapshot), and executed by
@@ -12,7 +15,7 @@ import os
 import sys
 import traceback
 
-import nn  # noqa: F401 - in the snapshot for the cell
+import nn
 from componentize_py_types import Err
 from wit_world import exports
 
@@ -42,6 +45,21 @@ for _name in sorted(_imported(SOURCE)):
         pass
 
 CODE = compile(SOURCE, "cell.py", "exec")
+
+
+class Compute(exports.Compute):
+    def compute(self, graph, inputs):
+        try:
+            scope = {"__name__": "wasinn_cell", "__file__": "cell.py"}
+            exec(CODE, scope)
+            own = scope.get("compute")
+            outputs = own(graph, dict(inputs)) if callable(own) else nn.compute(nn.load_by_name(graph), dict(inputs))
+            return list(outputs.items()) if isinstance(outputs, dict) else list(outputs)
+        except nn.WasiNNError as exc:
+            raise Err(str(exc)) from None
+        except BaseException as exc:  # noqa: BLE001 - the guest's own error: its traceback, then compute's error
+            traceback.print_exc()
+            raise Err(f"{type(exc).__name__}: {exc}") from None
 
 
 class Run(exports.Run):

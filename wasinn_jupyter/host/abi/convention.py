@@ -52,6 +52,7 @@ from .memory import GuestMemory
 
 ALLOC = "wasinn_alloc"
 COMPUTE = "wasinn_compute"
+COMPONENT_COMPUTE = "wasinn:guest/compute#compute"  # a component's (component/compute.py)
 FROM_GRAPH = 255
 MAX_OUTPUTS = 4096
 RESULT = struct.Struct("<III")
@@ -79,7 +80,7 @@ class Output:
 
 def supports_compute(exports: Sequence[str]) -> bool:
     """Whether the export names are there (see :func:`convention_problem` for their signatures too)."""
-    return ALLOC in exports and COMPUTE in exports and "memory" in exports
+    return (ALLOC in exports and COMPUTE in exports and "memory" in exports) or COMPONENT_COMPUTE in exports
 
 
 def _signature(params: Sequence[str], results: Sequence[str]) -> str:
@@ -223,7 +224,12 @@ def read_outputs(memory: GuestMemory, base: int, produced: Callable[[int], Produ
 
 
 def compute(guest: Guest, graph: str, inputs: Sequence[Tensor], *, watch: bool | None = None) -> list[Output]:
-    """Run ``graph`` on ``inputs`` through ``guest``'s ``wasinn_compute`` (the convention above)."""
+    """Run ``graph`` on ``inputs`` through ``guest``'s ``wasinn_compute`` (the convention above); a component
+    guest through its ``wasinn:guest/compute`` export (``component/compute.py``)."""
+    if guest.module.kind == "component":
+        from ..component.compute import compute_component
+
+        return compute_component(guest, graph, inputs, watch=watch)
     problem = convention_problem(guest.module)
     if problem is not None:
         raise ComputeError(f"guest {guest.label!r} does not follow the compute convention: {problem}")
