@@ -26,11 +26,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from .tensors import BY_NAME
+from .tensors import TENSOR_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,12 @@ class TensorMeta(NamedTuple):
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "nbytes": self.nbytes}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRecord:
+    """One record: a copy made for each reader and listener from the timeline's row (changing it changes nothing
+    else). Not frozen: a frozen dataclass of twenty fields takes ten times as long to make (over 1 µs), and one is
+    made per call for every listener."""
+
     seq: int
     call: str
     guest: str
@@ -83,11 +87,11 @@ class CallRecord:
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable, one key per field (tensors as lists of {name, shape, dtype, nbytes}): what front-ends
         send. Front-ends show keys they do not know generically, so fields may be added."""
-        out = {name: getattr(self, name) for name in FIELDS}
-        for key in ("inputs", "outputs"):
-            metas = out[key]
-            if metas is not None:
-                out[key] = [m.as_dict() for m in metas]
+        out: dict[str, Any] = {name: getattr(self, name) for name in FIELDS}
+        if self.inputs is not None:
+            out["inputs"] = [m.as_dict() for m in self.inputs]
+        if self.outputs is not None:
+            out["outputs"] = [m.as_dict() for m in self.outputs]
         return out
 
 
@@ -116,8 +120,12 @@ def shared_dims(dims: tuple[int, ...]) -> tuple[int, ...]:
     if len(SHAPES) >= SHAPES_KEPT:
         SHAPES.clear()
     return SHAPES.setdefault(dims, dims)
+
+
 RawTensor = tuple[Any, tuple[int, ...], Any, int]  # (name or index, dims, dtype, nbytes): Timeline.record's form
 _NO_GRAPH = (None, None, None)
+_new_tuple = tuple.__new__  # a NamedTuple's own __new__ takes its fields one by one, through a Python frame
+_ITEMSIZE = {t.name: t.itemsize for t in TENSOR_TYPES}
 _MOVES_ITS_TENSORS = frozenset({"set_input", "get_output"})  # calls whose nbytes a row may leave to its tensors
 _A_CALL = ("call", None, None, None)
 
@@ -142,17 +150,16 @@ def flat_io(inputs: Iterable[Any] | None, outputs: Iterable[Any] | None) -> tupl
 def _metas(io: tuple[Any, ...], at: int, prefix: str) -> tuple[tuple[TensorMeta, ...] | None, int]:
     """The tensors of one ``io`` part starting at ``at``, and where the next part starts."""
     count = io[at]
-    at += 1
     if count is None:
-        return None, at
+        return None, at + 1
+    end = at + 1 + 3 * count
     metas = []
-    for _ in range(count):
-        name, dtype, shape = io[at : at + 3]
-        at += 3
-        ttype = BY_NAME.get(dtype)
-        nbytes = math.prod(shape) * ttype.itemsize if ttype is not None else 0
-        metas.append(TensorMeta(name if isinstance(name, str) else f"{prefix}{name}", shape, dtype, nbytes))
-    return tuple(metas), at
+    for i in range(at + 1, end, 3):
+        name, dtype, shape = io[i], io[i + 1], io[i + 2]
+        if name.__class__ is not str:
+            name = f"{prefix}{name}"
+        metas.append(_new_tuple(TensorMeta, (name, shape, dtype, math.prod(shape) * _ITEMSIZE.get(dtype, 0))))
+    return tuple(metas), end
 
 
 def _make(row: tuple[Any, ...]) -> CallRecord:
@@ -330,7 +337,7 @@ class Timeline:
         """Records made by another process's timeline (a map worker, a Ray actor), as ``CallRecord.as_dict`` gave
         them: each gets a seq here, its start moved by ``shift_ns`` onto this process's clock, and ``tags``
         (``node``, ``worker``) set. Fields this CallRecord does not have are dropped; missing ones take defaults."""
-        defaults = {f.name: f.default for f in fields(CallRecord)}
+        defaults = {f.name: None if f.default is MISSING else f.default for f in fields(CallRecord)}
         for record in records:
             r = {**defaults, **{k: v for k, v in record.items() if k in defaults}}
             r.update({k: v for k, v in tags.items() if k in defaults})
