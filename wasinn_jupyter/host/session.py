@@ -421,10 +421,10 @@ class Guest:
         errno; the host knows why (``load_by_name: no graph named 'resnet' (registered: cnn)``). Read from the
         timeline: cheap enough for an error path, not for every call.
         """
-        for record in reversed(self._timeline.records()):
-            if record.kind == "call" and record.guest_id == self.id:
-                return None if record.ok else f"{record.call}: {self.client.last_error or record.outcome}"
-        return None
+        record = self._timeline.last_call(self.id)  # read back from the newest row: no record made for the others
+        if record is None or record.ok:
+            return None
+        return f"{record.call}: {self.client.last_error or record.outcome}"
 
     def memory(self) -> GuestMemory:
         """Bounds-checked views of the guest's exported ``memory``, valid until the guest next runs.
