@@ -117,7 +117,10 @@ def test_params_in_a_kernel_and_widgets_off(kernel: Any) -> None:
     trees = [m for m in opened_widgets(messages).values() if "rows" in m["content"]["data"]["state"]]
     assert {r["name"] for r in trees[0]["content"]["data"]["state"]["rows"]} == {"0.weight", "0.bias"}
     execute(kernel, "%config WasinnMagics.widgets = False")
-    messages = execute(kernel, "%%wasinn compute echo\ntorch.ones(2)")
+    try:
+        messages = execute(kernel, "%%wasinn compute echo\ntorch.ones(2)")
+    finally:
+        execute(kernel, "%config WasinnMagics.widgets = True")
     assert not [m for m in messages if m["msg_type"] == "display_data"]
     assert [m for m in messages if m["msg_type"] == "execute_result"]
 
