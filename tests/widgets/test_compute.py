@@ -135,3 +135,16 @@ def test_show_displays_one_widget_from_anywhere_in_a_cell(kernel: Any) -> None:
     (shown,) = [m for m in messages if m["msg_type"] == "display_data"]
     assert shown["content"]["data"]["text/plain"].startswith("ones: f32[3] · cpu · min 1 max 1")
     assert not [m for m in messages if m["msg_type"] == "execute_result"]
+
+
+def test_older_cards_let_go_of_their_tensors(kernel: Any) -> None:
+    from wasinn_jupyter.magics.core import CARDS_KEPT
+
+    magics = "[c for c in get_ipython().configurables if type(c).__name__ == 'WasinnMagics'][0]"
+    execute(kernel, "%%wasinn compute echo\ntorch.ones(3, 4)")
+    execute(kernel, f"first = {magics}._cards[-1]")
+    for _ in range(CARDS_KEPT):
+        execute(kernel, "%%wasinn compute echo\ntorch.zeros(2)")
+    messages = execute(kernel, f"print(first._tensors, first.tensor_widget('out: output0').live, len({magics}._cards))")
+    (printed,) = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
+    assert printed.split() == ["[None,", "None]", "False", str(CARDS_KEPT)]

@@ -33,6 +33,7 @@ class ComputeView(ipywidgets.VBox):  # type: ignore[misc]
     ) -> None:
         self._tensors: list[tuple[str, Any] | None] = [(f"in: {n}", t) for n, t in inputs]
         self._tensors += [(f"out: {n}", t) for n, t in outputs]
+        self.labels = [entry[0] for entry in self._tensors if entry is not None]
         self._lines = [title] + [f"  {label}: {_shape(t)}" for label, t in (x for x in self._tensors if x)]
         self._widgets: list[TensorWidget | None] = [None] * len(self._tensors)
         self.tabs = ipywidgets.Tab(children=[ipywidgets.VBox() for _ in self._tensors])
@@ -66,14 +67,14 @@ class ComputeView(ipywidgets.VBox):  # type: ignore[misc]
 
     def tensor_widget(self, label: str) -> TensorWidget:
         """The widget of the tab titled ``label`` (``"out: scores"``), built now if it was not yet."""
-        for i, entry in enumerate(self._tensors):
-            if entry is not None and entry[0] == label:
-                self._open(i)
-                widget = self._widgets[i]
-                if widget is None:
-                    raise TypeError(f"{label} has no tensor view")
-                return widget
-        raise KeyError(label)
+        if label not in self.labels:
+            raise KeyError(f"{label!r} (tabs: {', '.join(self.labels)})")
+        i = self.labels.index(label)
+        self._open(i)
+        widget = self._widgets[i]
+        if widget is None:
+            raise TypeError(f"{label} has no tensor view" + (" (released)" if self._tensors[i] is None else ""))
+        return widget
 
     def release(self) -> None:
         """Drop every tensor this card holds: open tabs keep what they show; unopened tabs say they were released."""
