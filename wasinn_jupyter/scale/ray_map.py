@@ -73,6 +73,8 @@ class RayPool:
     def __init__(self, job: MapJob, address: str = "auto", num_cpus: float = 1.0) -> None:
         self.ray = connect(address)
         self.num_cpus = num_cpus
+        # a worker whose graphs ask for a GPU gets one from Ray (else Ray hides every GPU from it)
+        self.num_gpus = 1.0 if any(p.target == "gpu" for p in job.preloads) else 0.0
         models = []
         for preload in job.preloads:
             encoding = Encoding.parse(preload.encoding)
@@ -90,7 +92,9 @@ class RayPool:
     def _spawn(self) -> int:
         key = self._next
         self._next += 1
-        actor_class = _remote_class().options(num_cpus=self.num_cpus, max_restarts=0, max_task_retries=0)
+        actor_class = _remote_class().options(
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0
+        )
         self.actors[key] = actor_class.remote(self.job, self.models, f"ray-{key + 1}")
         return key
 
@@ -100,10 +104,9 @@ class RayPool:
         try:
             replies = ray.get([self.actors[k].ready.remote() for k in keys], timeout=READY_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
-            free = ray.available_resources().get("CPU", 0)
             raise MapError(
-                f"Ray did not start {count} map workers ({self.num_cpus} CPU each) within {READY_TIMEOUT_S:.0f} s; "
-                f"the cluster has {free} CPUs free"
+                f"Ray did not start {count} map workers ({self.num_cpus} CPU, {self.num_gpus} GPU each) within "
+                f"{READY_TIMEOUT_S:.0f} s; the cluster has free: {ray.available_resources()}"
             ) from None
         for key, reply in zip(keys, replies, strict=True):
             if reply[0] == "setup_error":
