@@ -139,12 +139,14 @@ def test_the_trace_goes_to_a_file_object_and_takes_a_selection(timeline: Timelin
 def test_remote_records_get_a_process_of_their_own() -> None:
     timeline = Timeline()
     timeline.record("compute", "local", "g", 0, "ok", guest_id=1)
-    timeline.merge([{**timeline.records()[0].as_dict(), "guest_id": 1}], node="node-b", worker="w1")
+    sent = [{**timeline.records()[0].as_dict(), "guest_id": 1}]  # guest ids are per process: all three say 1
+    timeline.merge(sent, node="node-b", worker="w1")
+    timeline.merge(sent, node="node-b", worker="w2")
     trace = chrome_trace(timeline)
     processes = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
-    assert processes == {1: "wasi-nn host", 2: "node-b"}
+    assert processes == {1: "wasi-nn host", 2: "node-b w1", 3: "node-b w2"}
     timed = [e for e in trace["traceEvents"] if e["ph"] == "X"]
-    assert sorted(e["pid"] for e in timed) == [1, 2]
+    assert sorted(e["pid"] for e in timed) == [1, 2, 3]
 
 
 # -- CSV ---------------------------------------------------------------------------------------------------------

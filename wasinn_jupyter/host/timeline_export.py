@@ -7,7 +7,8 @@ The trace is the JSON object format of the Trace Event Format (the document Chro
 read): ``{"traceEvents": [...], "displayTimeUnit": "ns", "otherData": {...}}``. Each wasi-nn call is a complete
 event (``"ph": "X"``, ``ts`` and ``dur`` in microseconds from the first record); each guest instance is a thread
 (``tid`` = its ``guest_id``, named ``label #id`` by a ``thread_name`` metadata event), so a guest's ``run`` spans
-nest its calls; each machine (``node`` of remote records; this one first) is a process. Lifecycle events that
+nest its calls; each process that made records (this one first, then each ``node`` and ``worker`` of remote ones,
+whose guest ids are their own) is a process. Lifecycle events that
 lasted (compile, instantiate, run) are complete events too; those of an instant (exit, trap, stopped, close) are
 instant events (``"ph": "i"``, thread scope). ``args`` holds the record's details.
 """
@@ -118,11 +119,11 @@ def chrome_trace(timeline: Timeline, records: Iterable[CallRecord] | None = None
     """The trace-event JSON object (see the module docstring)."""
     selected = _selected(timeline, records)
     origin = min((r.start_ns for r in selected), default=timeline.origin_ns)
-    pids: dict[str | None, int] = {None: 1}
+    pids: dict[tuple[str | None, str | None], int] = {(None, None): 1}
     threads: dict[tuple[int, int], str] = {}
     events: list[dict[str, Any]] = []
     for rec in selected:
-        pid = pids.setdefault(rec.node, len(pids) + 1)
+        pid = pids.setdefault((rec.node, rec.worker), len(pids) + 1)
         tid = rec.guest_id
         if (pid, tid) not in threads:
             threads[(pid, tid)] = "modules (compile)" if tid == 0 else f"{rec.guest} #{tid}"
@@ -145,10 +146,11 @@ def chrome_trace(timeline: Timeline, records: Iterable[CallRecord] | None = None
     events.sort(key=lambda e: (e["ts"], -e.get("dur", 0.0)))
     meta: list[dict[str, Any]] = []
     used = {pid for pid, _ in threads}
-    for node, pid in pids.items():
+    for (node, worker), pid in pids.items():
         if pid not in used:  # no record of this machine selected
             continue
-        meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": node or HOST_PROCESS}})
+        name = " ".join(str(part) for part in (node, worker) if part) or HOST_PROCESS
+        meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": name}})
     for (pid, tid), name in sorted(threads.items()):
         meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
         meta.append({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}})
