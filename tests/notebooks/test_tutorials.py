@@ -20,6 +20,8 @@ import pytest
 import torch
 from nbclient import NotebookClient
 
+from .test_tutorials_5_6 import check_05, check_06
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 TUTORIALS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 
@@ -185,6 +187,8 @@ CHECKS: dict[str, Callable[[Ran], None]] = {
     "02-image-classification.ipynb": check_02,
     "03-guests-from-other-hosts.ipynb": check_03,
     "04-conformance.ipynb": check_04,
+    "05-prompts.ipynb": check_05,  # tutorials 5 and 6: their checks are in test_tutorials_5_6.py
+    "06-components.ipynb": check_06,
     "07-performance.ipynb": check_07,
 }
 
