@@ -14,7 +14,7 @@ export function toCsv(model: TimelineModel, indices: number[]): string {
   const seen = new Set<string>();
   let lastKeys: string[] | null = null;
   for (const i of indices) {
-    const keys = model.keys[i];
+    const keys = model.batches[model.batchOf[i]].keys;
     if (keys === lastKeys) {
       continue;
     }

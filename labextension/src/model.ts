@@ -61,9 +61,10 @@ export class TimelineModel {
   guest = new Uint16Array(0);
   kind = new Uint8Array(0);
   ok = new Uint8Array(0);
-  /** Each record's fields other than seq, start and duration, under `keys[i]` (one array per batch, shared). */
-  rows: unknown[][] = [];
-  keys: string[][] = [];
+  /** Each record's other fields stay in the batch they came in (no object per record): its batch and row. */
+  batches: IRecordsBatch[] = [];
+  batchOf = new Int32Array(0);
+  rowOf = new Int32Array(0);
   readonly ops = new Dictionary();
   readonly graphs = new Dictionary();
   readonly guests = new Dictionary();
@@ -140,7 +141,6 @@ export class TimelineModel {
       }
       lastSeq = seq;
       const i = this.size + added;
-      const row = readers.map(read => read(r));
       this.seq[i] = seq;
       const start = numeric[3 * r + 1];
       const duration = numeric[3 * r + 2];
@@ -162,8 +162,8 @@ export class TimelineModel {
       }
       const result = outcome(r);
       this.ok[i] = result === null || result === 'ok' ? 1 : 0;
-      this.rows[i] = row;
-      this.keys[i] = keys;
+      this.batchOf[i] = this.batches.length;
+      this.rowOf[i] = r;
       if (isCall) {
         this.lastCall = i;
         calls++;
@@ -171,6 +171,9 @@ export class TimelineModel {
       added++;
     }
     this._lastSeq.set(dedup, lastSeq);
+    if (added) {
+      this.batches.push(batch);
+    }
     this.size += added;
     this.generation = batch.generation;
     if (batch.dropped > 0) {
@@ -210,10 +213,9 @@ export class TimelineModel {
   /** The record's fields by name, start and duration included (hover details, CSV). */
   record(i: number): Record<string, unknown> {
     const out: Record<string, unknown> = { seq: this.seq[i] };
-    const keys = this.keys[i];
-    const row = this.rows[i];
-    for (let k = 0; k < keys.length; k++) {
-      out[keys[k]] = row[k];
+    const batch = this.batches[this.batchOf[i]];
+    for (const key of batch.keys) {
+      out[key] = fieldReader(batch, key)(this.rowOf[i]);
     }
     out.start_ns = this.start[i];
     out.duration_ns = this.duration[i];
@@ -245,8 +247,7 @@ export class TimelineModel {
     this.tMax = -Infinity;
     this.logMin = Infinity;
     this.logMax = -Infinity;
-    this.rows = [];
-    this.keys = [];
+    this.batches = [];
     this.markers = [];
     this.dropped = 0;
     this.lastCall = -1;
@@ -262,7 +263,7 @@ export class TimelineModel {
       return;
     }
     const cap = Math.max(n, this.start.length * 2, 1024);
-    const grow = <T extends Float64Array | Float32Array | Uint16Array | Uint8Array>(a: T, make: (c: number) => T): T => {
+    const grow = <T extends Float64Array | Float32Array | Int32Array | Uint16Array | Uint8Array>(a: T, make: (c: number) => T): T => {
       const b = make(cap);
       b.set(a.subarray(0, this.size) as never);
       return b;
@@ -276,5 +277,7 @@ export class TimelineModel {
     this.guest = grow(this.guest, c => new Uint16Array(c));
     this.kind = grow(this.kind, c => new Uint8Array(c));
     this.ok = grow(this.ok, c => new Uint8Array(c));
+    this.batchOf = grow(this.batchOf, c => new Int32Array(c));
+    this.rowOf = grow(this.rowOf, c => new Int32Array(c));
   }
 }

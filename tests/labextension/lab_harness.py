@@ -89,6 +89,7 @@ class Lab:
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: subprocess.Popen[bytes] | None = None
         self.page: Any = None
+        self.console: list[str] = []  # the page's errors, for a failing test's report
         self._pw: Any = None
         self._browser: Any = None
 
@@ -169,6 +170,10 @@ class Lab:
         )
         context = self._browser.new_context(viewport=self.size, accept_downloads=True)
         self.page = context.new_page()
+        self.page.on("pageerror", lambda err: self.console.append(f"pageerror: {err}"))
+        self.page.on(
+            "console", lambda msg: self.console.append(f"{msg.type}: {msg.text}") if msg.type == "error" else None
+        )
         self.page.set_default_timeout(120_000)
         self.page.goto(f"{self.url}/lab/tree/{self.name}")
         self.page.wait_for_function(

@@ -53,16 +53,25 @@ def lab() -> Iterator[Lab]:
         yield lab
     except BaseException:
         print(lab.log()[-4000:])
+        print("\n".join(lab.console[-50:]))
         raise
     finally:
         lab.close()
 
 
 def wait_for(lab: Lab, predicate: str, timeout_ms: int = 60_000) -> None:
-    lab.page.wait_for_function(
-        f"() => {{ const d = document.querySelector('.wasinn-timeline'); return !!d && ({predicate}); }}",
-        timeout=timeout_ms,
-    )
+    """Wait until ``predicate`` holds of the panel's node ``d``; on a timeout, say what the panel showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        lab.page.wait_for_function(
+            f"() => {{ const d = document.querySelector('.wasinn-timeline'); return !!d && ({predicate}); }}",
+            timeout=timeout_ms,
+        )
+    except PlaywrightTimeout:
+        info = lab.page.locator(".wasinn-timeline-info").inner_text()
+        shown = f"the panel shows {lab.stats()} ({info}); page errors {lab.console}"
+        raise AssertionError(f"not {predicate}: {shown}") from None
 
 
 def kernel_counts(lab: Lab) -> tuple[int, int]:
