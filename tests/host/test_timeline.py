@@ -242,3 +242,21 @@ def test_calls_on_a_cuda_graph_carry_the_device_time_from_cuda_events() -> None:
         assert rec.device_ns is not None and 0 <= rec.device_ns <= rec.duration_ns
     assert records["compute"].device_ns > 0  # type: ignore[operator]  # a 256x512 @ 512x512 matmul
     assert records["load_by_name"].device_ns is None  # no graph known when it started: not timed on the device
+
+
+def test_a_row_listener_gets_rows_and_makes_the_records_itself() -> None:
+    timeline = Timeline()
+    rows: list[Any] = []
+    records: list[CallRecord] = []
+    stop_rows = timeline.subscribe(rows.append, rows=True)
+    stop_records = timeline.subscribe(records.append)
+    timeline.record("get_output", "g", "m", 3, "ok", 0, "cpu", 2, 0, "cpu", None, (("y", (4,), "f16", 8),))
+    timeline.event("exit", "g", 2)
+    assert len(rows) == len(records) == 2 and isinstance(rows[0], tuple)
+    assert [Timeline.record_of(r) for r in rows] == records
+    assert records[0].outputs == (TensorMeta("y", (4,), "f16", 8),) and records[0].nbytes == 8  # from its tensor
+    stop_rows()
+    timeline.record("compute", "g", "m", 3, "ok")
+    assert len(rows) == 2 and len(records) == 3 and timeline.listening
+    stop_records()
+    assert not timeline.listening

@@ -233,6 +233,7 @@ class Timeline:
         self._records: deque[tuple[Any, ...]] = deque(maxlen=maxlen)
         self._seq = itertools.count()
         self._listeners: list[Listener] = []
+        self._row_listeners: list[Callable[[tuple[Any, ...]], None]] = []
         self.listening = False  # whether anyone subscribed: the hot path asks this before notify()
         self._lock = threading.Lock()
         self._cleared = 0  # records clear() removed, so that `dropped` counts only what the bound dropped
@@ -320,18 +321,28 @@ class Timeline:
 
     def _append(self, row: tuple[Any, ...]) -> None:
         self._records.append(row)
-        if self._listeners:
+        if self.listening:
             self.notify(row)
 
     def notify(self, row: tuple[Any, ...]) -> None:
-        """Give the listeners the record of ``row``, just appended."""
+        """Give the listeners ``row``, just appended: its record, or the row itself to those that asked for rows."""
+        for listener in self._row_listeners:
+            try:
+                listener(row)
+            except Exception:  # a broken front-end must not break a guest's call
+                log.exception("timeline listener failed")
         if self._listeners:
             rec = _make(row)
-            for listener in self._listeners:
+            for on_record in self._listeners:
                 try:
-                    listener(rec)
-                except Exception:  # a broken front-end must not break a guest's call
+                    on_record(rec)
+                except Exception:
                     log.exception("timeline listener failed")
+
+    @staticmethod
+    def record_of(row: tuple[Any, ...]) -> CallRecord:
+        """The record of a row that a ``subscribe(..., rows=True)`` listener got."""
+        return _make(row)
 
     def merge(self, records: Iterable[dict[str, Any]], *, shift_ns: int = 0, **tags: Any) -> None:
         """Records made by another process's timeline (a map worker, a Ray actor), as ``CallRecord.as_dict`` gave
@@ -350,16 +361,25 @@ class Timeline:
                 )
             )  # fmt: skip
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` with each new record; returns the function that unsubscribes it."""
+    def subscribe(self, listener: Callable[[Any], None], *, rows: bool = False) -> Callable[[], None]:
+        """Call ``listener`` with each new record; returns the function that unsubscribes it.
+
+        The listener runs on the guest's call: making its CallRecord costs that call a microsecond or two. With
+        ``rows=True`` it gets the row instead (an immutable tuple, nothing made) and turns it into a record with
+        :meth:`record_of` where it reads it, in a front-end's own thread say.
+        """
         with self._lock:
-            self._listeners = [*self._listeners, listener]
+            if rows:
+                self._row_listeners = [*self._row_listeners, listener]
+            else:
+                self._listeners = [*self._listeners, listener]
             self.listening = True
 
         def unsubscribe() -> None:
             with self._lock:
                 self._listeners = [x for x in self._listeners if x is not listener]
-                self.listening = bool(self._listeners)
+                self._row_listeners = [x for x in self._row_listeners if x is not listener]
+                self.listening = bool(self._listeners or self._row_listeners)
 
         return unsubscribe
 
