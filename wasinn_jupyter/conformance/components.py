@@ -28,7 +28,7 @@ from typing import Any
 
 from ..host import GuestError, GuestLimits, GuestModule, Session, wat_to_wasm
 from . import runner
-from .runner import CASE_DEADLINE_S, SHAPES, Case, _dims, _pack
+from .runner import CASE_DEADLINE_S, SHAPES, Case, Signature, _dims, _pack
 
 GUESTS_DIR = Path(__file__).parent / "guests"
 WIT_GUESTS = ("wit_echo",)
@@ -59,10 +59,88 @@ LIMIT_NOTE = (
 
 
 def _case(group: str, what: str, export: str, *args: int, expect: str = "success", **more: Any) -> Case:
-    fields: dict[str, Any] = {"expect": expect, **more}
-    if "abi" in Case.__dataclass_fields__:
-        fields["abi"] = ABI
+    inputs = wit_signature(export, args)
+    needs = (*more.pop("needs", ()), *runner._needs("wit_echo", inputs))  # several inputs, several types or ranks
+    fields: dict[str, Any] = {"expect": expect, "abi": ABI, "inputs": inputs, "needs": needs, **more}
     return Case(f"wit/{group}/{what}", f"wit/{group}", "wit_echo", export, tuple(args), **fields)
+
+
+def _nibble(x: int, i: int) -> int:
+    return (x >> (4 * i)) & 15
+
+
+def _wit_rank(entry: int) -> int:
+    return len(WIT_SHAPES[entry]) if entry < len(WIT_SHAPES) else -1
+
+
+def wit_signature(export: str, args: Sequence[int]) -> Signature:
+    """What each input index of the echo graph is sent in one WIT case: (WIT type ordinal, rank) pairs, as
+    ``wit_echo.wat`` builds them (the WIT ordinals, not witx's: WIT has bf16). Every case that ends by checking the
+    guest still works sends f32 [2,3] last; ``getters`` sends nothing (any echo graph serves it)."""
+    f32_2 = (WIT_TYPES["f32"], 2)
+    a = list(args)
+    if export == "echo":
+        sent = [[(a[0], a[1])]]
+    elif export == "multi":
+        sent = [[(_nibble(a[1], i), _wit_rank(_nibble(a[2], i)))] for i in range(a[0])]
+    elif export == "rounds":
+        sent = [[(a[0], _wit_rank(_nibble(a[2], k))) for k in range(a[1])]]
+    elif export == "contexts":
+        sent = [[(a[1], _wit_rank(i + 1)) for i in range(a[0])]]
+    elif export == "outputs-outlive":
+        sent = [[(a[0], 2), f32_2]]
+    elif export == "mismatch":
+        sent = [[(a[0], _wit_rank(a[1])), f32_2]]
+    elif export == "bad-dims":
+        sent = [[(a[0], 2), f32_2]]
+    elif export == "load-echo":
+        sent = [[(a[2], 2)]]
+    elif export == "getters" or export == "load-invalid":
+        sent = []
+    else:  # unknown-name, duplicate-name, no-inputs: f32 [2,3] at most
+        sent = [[f32_2]]
+    return tuple(tuple(dict.fromkeys(pairs)) for pairs in sent)
+
+
+WIT_TYPE_NAMES = {code: name for name, code in WIT_TYPES.items()}
+
+
+def openvino_not_expressible(case: Case) -> str | None:
+    """Why no OpenVINO identity model is this WIT case's echo graph, or None when one is (``write_openvino``)."""
+    if "pytorch" in case.needs:
+        return "loads a TorchScript model from guest bytes (encoding pytorch); an OpenVINO backend cannot run it"
+    for index, pairs in enumerate(case.inputs):
+        if len(pairs) > 1:
+            sent = ", ".join(f"{WIT_TYPE_NAMES.get(t, t)} rank {r}" for t, r in pairs)
+            return f"input {index} is sent {sent}: an OpenVINO input has one element type and one rank"
+    return None
+
+
+def openvino_key(case: Case) -> str:
+    """The name of the OpenVINO identity model that serves ``case`` (one per signature)."""
+    return "wit-" + ("_".join(f"{WIT_TYPE_NAMES[p[0][0]]}-r{p[0][1]}" for p in case.inputs) or "any")
+
+
+def write_openvino(directory: Path, case: Case) -> Path:
+    """An OpenVINO identity model for ``case`` in ``directory`` (model.xml, model.bin): input i named ``in{i}``,
+    as the guest names its inputs (over WIT a host sets inputs by name), of the type and rank it is sent; a case
+    that sends nothing gets f32 rank 2."""
+    import openvino as ov
+
+    inputs = case.inputs or (((WIT_TYPES["f32"], 2),),)
+    parameters = [
+        ov.opset13.parameter(ov.PartialShape([-1] * rank), getattr(ov.Type, WIT_TYPE_NAMES[ty]), name=f"in{i}")
+        for i, ((ty, rank),) in enumerate(inputs)
+    ]
+    model = ov.Model([p.output(0) for p in parameters], parameters, runner.ECHO)
+    directory.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(directory / "model.xml"), compress_to_fp16=False)
+    return directory
+
+
+def wave_call(case: Case) -> str:
+    """The case as ``wasmtime run --invoke`` takes a component export: a WAVE call, ``echo(1, 2, 2, 3, 0, 0, 0)``."""
+    return f"{case.export}({', '.join(str(a & 0xFFFFFFFF) for a in case.args)})"
 
 
 def wit_cases(target: str = "cpu") -> list[Case]:
@@ -185,9 +263,19 @@ def identity_torchscript() -> bytes:
     return buffer.getvalue()
 
 
-def wit_guest_wat(guest: str = "wit_echo", model: bytes | None = None) -> str:
-    """The component's WAT with its shape table and the model bytes (empty without one) spliced in."""
+NAMES_CHECKED = "(global $check-names (mut i32) (i32.const 1))"
+
+
+def wit_guest_wat(guest: str = "wit_echo", model: bytes | None = None, check_names: bool = True) -> str:
+    """The component's WAT with its shape table and the model bytes (empty without one) spliced in.
+
+    ``check_names=False`` makes the guest accept any output names: a peer that names its outputs otherwise is
+    run again so, to say what else its echo got right (the suite's verdict stays the checked one)."""
     text = (GUESTS_DIR / f"{guest}.wat").read_text()
+    if not check_names:
+        if NAMES_CHECKED not in text:
+            raise ValueError(f"{guest}.wat has no {NAMES_CHECKED}")
+        text = text.replace(NAMES_CHECKED, NAMES_CHECKED.replace("i32.const 1", "i32.const 0"))
     table = b"".join(
         b"".join(v.to_bytes(4, "little") for v in (len(shape), *(*shape, 0, 0, 0, 0, 0)[:5])) for shape in WIT_SHAPES
     )
@@ -199,8 +287,8 @@ def wit_guest_wat(guest: str = "wit_echo", model: bytes | None = None) -> str:
     return text.replace("@MODEL_LEN@", str(len(model)))
 
 
-def assemble_wit(guest: str = "wit_echo", model: bytes | None = None) -> bytes:
-    return wat_to_wasm(wit_guest_wat(guest, model))
+def assemble_wit(guest: str = "wit_echo", model: bytes | None = None, check_names: bool = True) -> bytes:
+    return wat_to_wasm(wit_guest_wat(guest, model, check_names))
 
 
 def describe_wit(code: int, case: Case) -> str:
@@ -315,7 +403,11 @@ __all__ = [
     "assemble_wit",
     "compile_wit",
     "describe_wit",
+    "openvino_not_expressible",
     "run_wit_case",
     "run_wit_suite",
+    "wave_call",
     "wit_cases",
+    "wit_signature",
+    "write_openvino",
 ]

@@ -8,8 +8,10 @@ in words. ``run_host`` drives one host through the cases and ``run_hosts`` sever
 - ``CommandHost``: any host with a command line, one process per case with a time limit, from a template whose
   placeholders say where the guest, the export, its arguments and the echo graph are (``PLACEHOLDERS``). A crash,
   a trap or a hang of the process is that case's failure; the run goes on.
-- ``wasmtime_host``: a ``CommandHost`` for the real wasmtime CLI with its OpenVINO backend, an identity model per
-  case (``openvino_models``).
+- ``WasmtimeHost``: a ``CommandHost`` for the real wasmtime CLI with its OpenVINO backend, an identity model per
+  case (``openvino_models``; over WIT ``components.write_openvino``). It runs both ABIs: the witx core modules with
+  ``--invoke EXPORT ARGS``, the WIT component cases with ``--invoke 'export(args)'`` (a WAVE call) against its
+  ``wasi:nn@0.2.0-rc-2024-10-28``.
 """
 
 from __future__ import annotations
@@ -80,13 +82,14 @@ def _result(
 
 
 def _from_code(case: Case, code: int, since: float, host_said: str | None = None) -> CaseResult:
-    """The guest's result code, in words."""
+    """The guest's result code, in words (a WIT guest's codes read as ``components.describe_wit`` says)."""
     if code == 0:
         return _result(case, "pass", "", since, code=0)
-    detail = runner.describe(code, case)
-    if code // 100_000_000 == 1 and code % 1_000_000 and host_said:  # the errno came with the host's message
+    wit = case.abi == components.ABI
+    detail = components.describe_wit(code, case) if wit else runner.describe(code, case)
+    if code // 100_000_000 == 1 and code % 1_000_000 and host_said:  # the error came with the host's message
         detail += f" (host: {host_said})"
-    return _result(case, "fail", detail, since, runner.kind_of(code), code)
+    return _result(case, "fail", detail, since, components.kind_of_wit(code) if wit else runner.kind_of(code), code)
 
 
 def run_host(
@@ -253,8 +256,9 @@ class WasinnHost(HostUnderTest):
 # -- any host with a command line ----------------------------------------------------------------------------------
 
 PLACEHOLDERS = {
-    "wasm": "the guest module's absolute path (echo.wasm or load.wasm)",
+    "wasm": "the guest's absolute path (echo.wasm or load.wasm; wit_echo.wasm, a component, over WIT)",
     "invoke": "the export to call (also {export})",
+    "call": "a WIT case's export call in WAVE, one word: echo(1, 2, 2, 3, 0, 0, 0) (component templates only)",
     "args": "its arguments, signed decimals; as a word of its own, one word each",
     "dir": "the case's working directory, holding the echo graph's directory (also the process's cwd)",
     "model_dir": "the echo graph's directory, named echo: wasmtime's -S nn-graph=ENCODING::DIR",
@@ -268,9 +272,11 @@ PLACEHOLDERS = {
 MODEL_FORMATS = ("openvino", "pytorch")
 WASMEDGE_SPELLING = {"openvino": "OpenVINO", "pytorch": "PyTorch"}
 WASMTIME_TEMPLATE = "{wasmtime} run -S nn -S nn-graph={encoding}::{model_dir} --invoke {invoke} {wasm} {args}"
+WASMTIME_WIT_TEMPLATE = "{wasmtime} run -S nn -S nn-graph={encoding}::{model_dir} --invoke {call} {wasm}"
 WASMEDGE_TEMPLATE = (
     "wasmedge --dir .:{dir} --nn-preload {graph}:{Encoding}:{TARGET}:{model} --reactor {wasm} {invoke} {args}"
 )
+ANY_NAMES = "-any-names"  # the WIT guest that accepts any output names, for a second look at a name failure
 OUTPUT_HEAD = 16_000  # characters of a process's stderr read for its message (panics and errors come first)
 
 
@@ -302,6 +308,12 @@ def _error_lines(stderr: str) -> tuple[str, str]:
     return first, causes[0] if causes else ""
 
 
+def _host_said(stderr: str) -> str | None:
+    """The last error a host logged about a wasi-nn call (wasmtime: ``ERROR wasmtime_wasi_nn::wit: failure: ...``)."""
+    found = re.findall(r"\bERROR\s+\S*wasi_nn\S*:\s*(?:failure:\s*)?(.+)", stderr)
+    return found[-1].strip()[:300] if found else None
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -331,7 +343,7 @@ def outcome(case: Case, returncode: int, stdout: str, stderr: str, since: float)
     except (IndexError, ValueError):
         shown = stdout.strip()[-200:] or "nothing"
         return _result(case, "fail", f"the host printed no result (stdout: {shown!r})", since, "no-result")
-    return _from_code(case, code, since)
+    return _from_code(case, code, since, _host_said(stderr))
 
 
 def _executable(path: Path, scratch: Path) -> Path:
@@ -388,7 +400,9 @@ class CommandHost(HostUnderTest):
 
     ``model_format`` says what echo graph the host is given: ``openvino`` (an identity model per case, written
     with the openvino package; cases it cannot express are reported so) or ``pytorch`` (the TorchScript identity:
-    one input of any type and rank). ``env`` is added to the process's environment.
+    one input of any type and rank). ``env`` is added to the process's environment. ``wit_template`` is the
+    command for the WIT component cases (``{call}`` is the export's WAVE call); without one they are not
+    expressible here.
     """
 
     def __init__(
@@ -400,17 +414,15 @@ class CommandHost(HostUnderTest):
         timeout_s: float = CASE_DEADLINE_S,
         env: dict[str, str] | None = None,
         info: dict[str, Any] | None = None,
+        wit_template: str | None = None,
     ) -> None:
         if model_format not in MODEL_FORMATS:
             raise ValueError(f"unknown model format {model_format!r} (choose from {', '.join(MODEL_FORMATS)})")
-        words = shlex.split(template)
-        if not words:
-            raise ValueError("the host command template is empty")
-        unknown = {m for w in words for m in re.findall(r"{(\w+)}", w)} - set(PLACEHOLDERS) - {"export", "wasmtime"}
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {', '.join(sorted(unknown))} (known: {', '.join(PLACEHOLDERS)})")
+        words = self._words(template)
         self.template = template
         self.words = words
+        self.wit_template = wit_template
+        self.wit_words = self._words(wit_template) if wit_template else []
         self.label = label or Path(words[0]).name
         self.model_format = model_format
         self.timeout_s = timeout_s
@@ -422,6 +434,16 @@ class CommandHost(HostUnderTest):
         self._models: openvino_models.IdentityModels | None = None
         self._torch_dir: Path | None = None
         self._target = "cpu"
+
+    @staticmethod
+    def _words(template: str) -> list[str]:
+        words = shlex.split(template)
+        if not words:
+            raise ValueError("the host command template is empty")
+        unknown = {m for w in words for m in re.findall(r"{(\w+)}", w)} - set(PLACEHOLDERS) - {"export", "wasmtime"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join(sorted(unknown))} (known: {', '.join(PLACEHOLDERS)})")
+        return words
 
     @property
     def scratch(self) -> Path:
@@ -455,13 +477,24 @@ class CommandHost(HostUnderTest):
         for guest in sorted({c.guest for c in runnable}):
             path = self.scratch / "guests" / f"{guest}.wasm"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(runner.assemble(guest, model if guest == "load" else None))
+            if guest in components.WIT_GUESTS:
+                path.write_bytes(components.assemble_wit(guest))  # no load case runs here: no model spliced in
+                any_names = path.with_name(f"{guest}{ANY_NAMES}.wasm")
+                any_names.write_bytes(components.assemble_wit(guest, check_names=False))
+                self._wasm[guest + ANY_NAMES] = any_names
+            else:
+                path.write_bytes(runner.assemble(guest, model if guest == "load" else None))
             self._wasm[guest] = path
 
     def verdict(self, case: Case) -> Verdict | None:
-        if case.abi != "witx":
-            return "not expressible", "a WIT component case: command-line hosts run the witx core modules only"
-        if self.model_format == "openvino":
+        wit = case.abi == components.ABI
+        if wit and not self.wit_words:
+            return "not expressible", "a WIT component case: this host's command runs the witx core modules only"
+        if wit and self.model_format == "openvino":
+            why = components.openvino_not_expressible(case)
+        elif wit and "pytorch" in case.needs:
+            why = "loads model bytes from the guest, which a command-line host is not given"
+        elif self.model_format == "openvino":
             why = openvino_models.not_expressible(case)
         elif "several-inputs" in case.needs:
             why = "the TorchScript identity this suite supplies takes one input"
@@ -469,12 +502,12 @@ class CommandHost(HostUnderTest):
             why = None
         return None if why is None else ("not expressible", why)
 
-    def argv(self, case: Case, model_dir: Path) -> list[str]:
-        """The command line for ``case``, with the echo graph in ``model_dir``."""
+    def argv(self, case: Case, model_dir: Path, guest: str | None = None) -> list[str]:
+        """The command line for ``case``, with the echo graph in ``model_dir`` (and ``guest``'s file, if given)."""
         model_file = "model.xml" if self.model_format == "openvino" else "model.pt"
         args = [str(runner._i32(a)) for a in case.args]
         values = {
-            "wasm": str(self._wasm[case.guest]),
+            "wasm": str(self._wasm[guest or case.guest]),
             "invoke": case.export,
             "export": case.export,
             "args": " ".join(args),
@@ -488,8 +521,11 @@ class CommandHost(HostUnderTest):
             "TARGET": self._target.upper(),
             "wasmtime": self.words[0],
         }
+        wit = case.abi == components.ABI
+        if wit:
+            values["call"] = components.wave_call(case)
         out: list[str] = []
-        for word in self.words:
+        for word in self.wit_words if wit else self.words:
             if word == "{args}":
                 out += args
             else:
@@ -498,12 +534,24 @@ class CommandHost(HostUnderTest):
 
     def run(self, case: Case) -> CaseResult:
         since = time.perf_counter()
-        if self._models is not None:
+        if self._models is not None and case.abi == components.ABI:
+            model_dir = self._wit_model(case)
+        elif self._models is not None:
             model_dir = self._models.for_case(case)
         else:
             assert self._torch_dir is not None, "start() first"
             model_dir = self._torch_dir
-        argv = self.argv(case, model_dir)
+        result = self._process(case, self.argv(case, model_dir), model_dir, since)
+        if result.kind == "name" and case.guest + ANY_NAMES in self._wasm:
+            # The outputs were named otherwise: run it again accepting any names, to say what else was right.
+            again = self._process(case, self.argv(case, model_dir, case.guest + ANY_NAMES), model_dir, since)
+            said = "the echo is otherwise right" if again.status == "pass" else again.detail
+            result.detail += f"; with output names unchecked: {said}"
+            result.duration_s = time.perf_counter() - since
+        return result
+
+    def _process(self, case: Case, argv: list[str], model_dir: Path, since: float) -> CaseResult:
+        """One host process for ``case``: its outcome in words, a crash or a timeout included."""
         try:
             proc = subprocess.Popen(
                 argv,
@@ -527,8 +575,17 @@ class CommandHost(HostUnderTest):
             case, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")[:OUTPUT_HEAD], since
         )
 
+    def _wit_model(self, case: Case) -> Path:
+        """The OpenVINO identity model for a WIT case (inputs named as the component names them), written once."""
+        directory = self.scratch / "models" / components.openvino_key(case) / ECHO
+        if not (directory / "model.xml").is_file():
+            components.write_openvino(directory, case)
+        return directory
+
     def info(self) -> dict[str, Any]:
         info = {"name": self.label, "command": self.template, "model_format": self.model_format, **self._info}
+        if self.wit_template:
+            info["command_wit"] = self.wit_template
         info.setdefault("backend", self.model_format)
         return info
 
@@ -559,6 +616,7 @@ class WasmtimeHost(CommandHost):
             model_format="openvino",
             timeout_s=timeout_s,
             env={"RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"},  # the messages, not pages of frames
+            wit_template=WASMTIME_WIT_TEMPLATE,
         )
         self._path = path
 
@@ -577,6 +635,7 @@ class WasmtimeHost(CommandHost):
     def info(self) -> dict[str, Any]:
         info = super().info()
         info["command"] = WASMTIME_TEMPLATE.replace("{wasmtime}", "wasmtime")
+        info["command_wit"] = WASMTIME_WIT_TEMPLATE.replace("{wasmtime}", "wasmtime")
         return info
 
 
