@@ -15,6 +15,12 @@ Basis = Literal["spec", "choice"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "not expressible", "skip")
 SHORT = {"pass": "pass", "fail": "FAIL", "not expressible": "n/e", "skip": "skip"}
 CHOICE_MARK = "†"  # marks a case whose expectation is a host's choice where the spec is silent
+ABI_NAMES = {"witx": "witx", "wit": "WIT"}  # how the reports name the two ABIs
+
+
+def abi_of(name: str) -> str:
+    """The ABI a case ran over, from its name: the WIT component cases are named ``wit/...``."""
+    return "wit" if name.startswith("wit/") else "witx"
 
 
 @dataclass
@@ -90,6 +96,20 @@ class Report:
     def summary_line(self) -> str:
         return self.counts.line()
 
+    def abis(self) -> dict[str, Counts]:
+        """Counts per ABI (``witx``, ``wit``), in the order they ran."""
+        order: dict[str, list[CaseResult]] = {}
+        for r in self.results:
+            order.setdefault(abi_of(r.name), []).append(r)
+        return {abi: Counts.of(results) for abi, results in order.items()}
+
+    def abi_line(self) -> str:
+        """``over witx: N passed, ...; over WIT: ...``; empty where the run had one ABI only."""
+        abis = self.abis()
+        if len(abis) < 2:
+            return ""
+        return "; ".join(f"over {ABI_NAMES[abi]}: {counts.line()}" for abi, counts in abis.items())
+
     def groups(self) -> dict[str, Counts]:
         """Counts per group, in the order the groups first ran."""
         order: dict[str, list[CaseResult]] = {}
@@ -132,6 +152,7 @@ class Report:
                 "skipped": counts.skipped,
                 "total": len(self.results),
             },
+            "abis": {abi: asdict(c) for abi, c in self.abis().items()},
             "groups": {g: asdict(c) for g, c in self.groups().items()},
             "ok": self.ok,
             "duration_s": round(self.duration_s, 3),
@@ -178,6 +199,7 @@ def side_by_side(reports: Sequence[Report]) -> str:
         out.append(f"{report.host}: {report.title()}")
         out += [f"  {group}: {counts.line()}" for group, counts in report.groups().items()]
         out += [f"  {r.name}: {r.status}: {r.detail}" for r in report.results if r.status != "pass"]
+        out += [f"  {abi_line}" for abi_line in [report.abi_line()] if abi_line]
         out.append(f"  all: {report.summary_line()}, in {report.duration_s:.1f} s")
     return "\n".join(out)
 
@@ -217,6 +239,11 @@ def markdown_summary(reports: Sequence[Report]) -> str:
             counts = report.groups().get(group)
             cells.append(counts.line() if counts else "-")
         out.append(f"| {group} | " + " | ".join(cells) + " |")
+    abis = list(dict.fromkeys(abi for r in reports for abi in r.abis()))
+    if len(abis) > 1:
+        for abi in abis:
+            cells = [r.abis()[abi].line() if abi in r.abis() else "-" for r in reports]
+            out.append(f"| **over {ABI_NAMES[abi]}** | " + " | ".join(cells) + " |")
     out.append("| **all** | " + " | ".join(f"**{r.summary_line()}**" for r in reports) + " |")
     out += ["", "Hosts: " + "; ".join(f"**{_cell(r.host)}**: {_cell(r.title())}" for r in reports) + "."]
     rows = []
@@ -267,12 +294,16 @@ def markdown(reports: Sequence[Report], title: str = "wasi-nn echo-model conform
         out += [
             f"## {_cell(report.host)}",
             "",
-            f"{_cell(report.title())}. {report.summary_line()}, in {report.duration_s:.1f} s.",
+            f"{_cell(report.title())}. {report.summary_line()}, in {report.duration_s:.1f} s."
+            + (f" O{report.abi_line()[1:]}." if report.abi_line() else ""),
             "",
         ]
         command = report.host_info.get("command")
         if command:
             out += [f"Command per case: `{_cell(str(command))}`", ""]
+        command_wit = report.host_info.get("command_wit")
+        if command_wit:
+            out += [f"Command per WIT case (a component, its export called in WAVE): `{_cell(str(command_wit))}`", ""]
         out += [f"Note: {_cell(str(note))}" for note in report.host_info.get("notes", ())]
         out += ["| case | outcome | detail |", "|---|---|---|"]
         out += [f"| {_case_cell(r)} | {r.status} | {_cell(r.detail)} |" for r in report.results]
