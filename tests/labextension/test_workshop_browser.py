@@ -83,15 +83,20 @@ def test_the_first_cells_reach_the_panel_and_the_widgets(lab: Workshop) -> None:
     compute = next(line for line in cells if line.startswith("%%wasinn compute echo"))
     lab.run_cell(cells[compute])
     lab.page.wait_for_function(
-        "() => { const d = document.querySelector('.wasinn-timeline'); return !!d && Number(d.dataset.calls) >= 3; }",
+        "() => { const d = document.querySelector('.wasinn-timeline'); return !!d && Number(d.dataset.marks) >= 3; }",
         timeout=60_000,
     )
     lab.page.wait_for_selector(".wasinn-tensor", timeout=60_000)
     time.sleep(1.0)  # let the panel's next frame and the widget's first draw land before the pictures
     lab.screenshot("workshop")
-    widget = lab.page.locator(".wasinn-tensor").first
-    widget.scroll_into_view_if_needed()
     artifacts = lab.screenshot("workshop").parent
+    handed = next(line for line in cells if line.startswith("from wasinn_jupyter.widgets import"))
+    before = lab.page.locator(".wasinn-tensor").count()
+    lab.run_cell(cells[handed])  # a tensor handed to the widget: an image batch, shown as images
+    lab.page.wait_for_function(f"() => document.querySelectorAll('.wasinn-tensor').length > {before}", timeout=60_000)
+    widget = lab.page.locator(".wasinn-tensor").last
+    widget.scroll_into_view_if_needed()
+    time.sleep(1.0)
     widget.screenshot(path=str(artifacts / "workshop-tensor-widget.png"))
     if os.environ.get("WASINN_README_IMAGES"):
         IMAGES.mkdir(parents=True, exist_ok=True)
