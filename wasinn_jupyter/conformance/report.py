@@ -224,6 +224,11 @@ KIND_WORDS = {
     "host-error": "the host refused to run",
     "no-result": "no result printed",
     "bad-case": "a broken case",
+    "name": "outputs named otherwise",
+    "no-error": "success where an error was due",
+    "count": "a wrong output count",
+    "dims": "wrong output dims",
+    "type": "a wrong output type",
 }
 
 
