@@ -290,11 +290,12 @@ class Timeline:
         node: str | None = None,
         worker: str | None = None,
     ) -> None:
-        """A wasi-nn call that started at ``start_ns`` and ends now (positional arguments: this is the hot path).
+        """A call that started at ``start_ns`` and ends now, recorded by someone other than a Client (whose calls
+        write their rows directly, see :meth:`writer`): the host's own ``set_property``, say.
 
-        ``inputs``/``outputs`` are tuples of (name or index, dims, dtype, nbytes), kept as given until read.
+        ``inputs``/``outputs`` are tuples of (name or index, dims, dtype, nbytes); the bytes are recomputed from the
+        dims and dtype when the record is read.
         """
-        # A plain tuple on the hot path; CallRecord objects are made only for listeners and readers.
         elapsed = time.perf_counter_ns() - start_ns
         rest = None if node is None and worker is None else ("call", None, node, worker)
         head = (next(self._seq), call, (guest, guest_id), (graph, device, target), start_ns, elapsed, outcome)
