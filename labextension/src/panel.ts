@@ -108,6 +108,10 @@ export class TimelinePanel extends Widget {
     this._feed?.model.changed.disconnect(this._onChanged, this);
     this._feed = feed;
     this._filter = { graph: null, guest: null, op: null };
+    for (const el of Object.values(this._selects)) {
+      el.replaceChildren(); // refilled for this feed by the next render
+    }
+    this._legend.replaceChildren();
     feed?.model.changed.connect(this._onChanged, this);
     if (feed && this.isVisible) {
       feed.subscribe();

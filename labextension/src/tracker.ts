@@ -52,6 +52,7 @@ export class KernelFeed implements IDisposable {
     }
     this._disposed = true;
     this._session.kernelChanged.disconnect(this._onKernelChanged, this);
+    this._dropComm(true); // the notebook closed, its kernel may live on: it queues again instead of sending
     this._detachKernel();
   }
 
@@ -118,12 +119,20 @@ export class KernelFeed implements IDisposable {
     };
   }
 
-  private _dropComm(): void {
+  /** Forget the comm; with `tellKernel`, close it so that the kernel stops sending on it. */
+  private _dropComm(tellKernel = false): void {
     const comm = this._comm;
     this._comm = null;
     if (comm && !comm.isDisposed) {
       comm.onMsg = () => undefined;
       comm.onClose = () => undefined;
+      if (tellKernel) {
+        try {
+          comm.close();
+        } catch (err) {
+          console.debug('wasi-nn timeline: the comm could not be closed', err);
+        }
+      }
       comm.dispose();
     }
   }
