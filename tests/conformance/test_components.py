@@ -48,3 +48,41 @@ def test_codes_in_words() -> None:
         "invalid-argument; expected not-found, with a message"
     )
     assert "no-error" == components.kind_of_wit(892_000_000)
+
+
+def test_cases_say_what_each_input_is_sent_for_typed_models() -> None:
+    table = {c.name: c for c in wit_cases()}
+    f32, bf16 = WIT_TYPES["f32"], WIT_TYPES["bf16"]
+    assert table["wit/types/bf16[2,3]"].inputs == (((bf16, 2),),)
+    assert table["wit/multi/2-inputs-f32"].inputs == (((f32, 2),), ((f32, 2),))
+    assert table["wit/multi/2-inputs-f32"].needs == ("several-inputs",)
+    # the mismatch is followed by an f32 [2,3] round trip in the same context: one model serves f32[2,3] only
+    assert table["wit/tensors/f32[2,3]-data-len+1"].inputs == (((f32, 2),),)
+    assert table["wit/tensors/u8[0]-data-len+1"].inputs == (((WIT_TYPES["u8"], 1), (f32, 2)),)
+    assert components.openvino_not_expressible(table["wit/tensors/f32[2,3]-data-len+1"]) is None
+    why = components.openvino_not_expressible(table["wit/tensors/u8[0]-data-len+1"])
+    assert why == "input 0 is sent u8 rank 1, f32 rank 2: an OpenVINO input has one element type and one rank"
+    assert "TorchScript" in (components.openvino_not_expressible(table["wit/load/pytorch-f32"]) or "")
+    assert table["wit/resources/getters-u8[]"].inputs == ()  # no compute: any echo graph serves it
+    assert components.wave_call(table["wit/tensors/f32[2,3]-data-len-1"]) == "mismatch(1, 2, 4294967295)"
+    assert components.wave_call(table["wit/inputs/no-inputs"]) == "no-inputs()"
+
+
+def test_the_names_unchecked_guest_differs_only_in_that() -> None:
+    checked, unchecked = components.wit_guest_wat(), components.wit_guest_wat(check_names=False)
+    assert checked != unchecked and components.NAMES_CHECKED in checked and components.NAMES_CHECKED not in unchecked
+    case = next(c for c in wit_cases() if c.name == "wit/types/f32[2,3]")
+    with Session(Host()) as session:
+        session.host.register("echo", "echo")
+        module = session.compile(components.assemble_wit(check_names=False), name="any-names.wasm")
+        assert components.run_wit_case(session, module, case)[0] == "pass"
+        session.host.unregister("echo")
+        session.host.register("echo", OffByOne())
+        status, detail, kind, _ = components.run_wit_case(session, module, case)
+    assert (status, kind) == ("fail", "bytes") and "output bytes differ at offset 0" in detail
+
+
+def test_a_command_host_without_a_wit_command_reports_wit_cases_not_expressible() -> None:
+    host = hosts.CommandHost("true {wasm} {invoke} {args}")
+    status, why = host.verdict(wit_cases()[0]) or ("", "")
+    assert status == "not expressible" and "witx core modules only" in why
