@@ -290,4 +290,5 @@ def test_the_readme_table_holds_what_our_host_measures(cpu_report: Report) -> No
     regenerate = "regenerate it: wasinn conformance --host wasinn --host wasmtime --markdown README.md"
     expected = {group: counts.line() for group, counts in cpu_report.groups().items()}
     assert {g: ours.get(g) for g in expected} == expected, regenerate
-    assert ours["**all**"] == cpu_report.summary_line(), regenerate
+    # over both ABIs the table has a row per ABI; the witx one is this run's (run_suite: the witx cases)
+    assert ours.get("**over witx**", ours["**all**"]) == cpu_report.summary_line(), regenerate
