@@ -61,6 +61,8 @@ def check_06(ran: Ran) -> None:
         wit = re.search(r"1,048,576 bytes over WIT: ([\d.]+) MB/s guest -> host .*, ([\d.]+) MB/s host -> guest",
                         ran.output("%wasinn run py bytes 1"))  # fmt: skip
         assert wit and float(wit.group(1)) > 0 and float(wit.group(2)) > 0, ran.output("%wasinn run py bytes 1")
+        capped = ran.output("%wasinn run py bytes 3")  # 3 MiB from the guest: past wasmtime's hostcall fuel
+        assert "list<u8> up to 2,796,202 bytes" in capped and "witx wasi-nn ABI, which has no such limit" in capped
     from_python = ran.output("from wasinn_jupyter.magics import workbench")
     assert "{'scores': Tensor(f32, dims=[2]" in from_python and "'precision': 'bf16'" in from_python
     assert "[97. 95.] (computed in bf16)" in from_python
