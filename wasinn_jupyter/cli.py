@@ -486,11 +486,9 @@ def _conformance(args: argparse.Namespace) -> int:
         _write_markdown(args.markdown, reports)
     for rep in reports:
         print(rep.summary_line() if len(reports) == 1 else f"{rep.host}: {rep.summary_line()}", file=out)
-        wit = [r for r in rep.results if r.name.startswith("wit/")]  # the suite over WIT components, apart
-        if any(r.status in ("pass", "fail") for r in wit) and len(wit) < len(rep.results):
-            witx = [r for r in rep.results if not r.name.startswith("wit/")]
-            line = f"over witx: {report.Counts.of(witx).line()}; over WIT: {report.Counts.of(wit).line()}"
-            print(f"  {line}", file=out)
+        tested = any(r.status in ("pass", "fail") for r in rep.results)
+        if len(reports) == 1 and tested and rep.abi_line():  # (the side-by-side report has these lines already)
+            print(f"  {rep.abi_line()}", file=out)
         for note in rep.host_info.get("notes", ()):
             print(f"  note: {note}", file=out)
     return 0 if all(r.ok for r in reports) else 1
