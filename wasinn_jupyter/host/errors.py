@@ -145,6 +145,6 @@ class UnknownGraphName(WasiNNError):
     """No graph is registered under a name (spec guests see not_found 8, WasmEdge guests model_not_found 103)."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        hint = ", ".join(sorted(known)) or "none registered"
-        super().__init__(ErrorCode.NOT_FOUND, f"no graph named {name!r} (registered: {hint})")
+        hint = f"registered: {', '.join(sorted(known))}" if known else "no graph is registered"
+        super().__init__(ErrorCode.NOT_FOUND, f"no graph named {name!r} ({hint})")
         self.name = name
