@@ -124,6 +124,8 @@ def _typed(key: str, value: Any, kind: type) -> Any:
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:  # torch's seed, and the properties' bounds, are 64-bit
+            fail(ErrorCode.INVALID_ARGUMENT, f"metadata key {key!r}: {value} does not fit 64 bits")
         return value
     if kind in (bool, str) and isinstance(value, kind):
         return value

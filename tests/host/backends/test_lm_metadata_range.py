@@ -1,0 +1,33 @@
+"""A guest's metadata JSON (input 1) with numbers past 64 bits: invalid_argument at set_input, as the graph
+properties' own bounds say, not an overflow deep in torch that the host reports as an internal error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wasinn_jupyter.host import ErrorCode, Host, WasiNNError
+from wasinn_jupyter.host.backends.lm import U8
+
+
+@pytest.mark.parametrize("key", ["seed", "n-predict", "ctx-size", "top-k"])
+def test_a_number_past_64_bits_is_invalid_argument(tiny_lm_dir: object, key: str) -> None:
+    host = Host()
+    host.register("chat", str(tiny_lm_dir))
+    client = host.client("hostile")
+    ctx = client.init_execution_context(client.load_by_name("chat"))
+    raw = f'{{"{key}": {2**70}}}'.encode()
+    with pytest.raises(WasiNNError) as info:
+        client.set_input_bytes(ctx, 1, (len(raw),), U8, np.frombuffer(raw, dtype=np.uint8))
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT
+    assert key in info.value.message
+
+
+def test_the_largest_seed_still_answers(tiny_lm_dir: object) -> None:
+    host = Host()
+    host.register("chat", str(tiny_lm_dir))
+    client = host.client("g")
+    ctx = client.init_execution_context(client.load_by_name("chat"))
+    raw = f'{{"seed": {2**63 - 1}, "n-predict": 3}}'.encode()
+    client.set_input_bytes(ctx, 1, (len(raw),), U8, np.frombuffer(raw, dtype=np.uint8))
+    assert isinstance(client.prompt(ctx, "the cat"), str)
