@@ -207,8 +207,10 @@ class TimelineFeed:
         self._on_msg(comm, msg)
 
     def _on_msg(self, comm: Any, msg: dict[str, Any]) -> None:
-        data = msg.get("content", {}).get("data") or {}
-        if data.get("type") == "subscribe":
+        # a frontend's message is input: any JSON shape may come, and only a subscribe is acted on
+        content = msg.get("content") if isinstance(msg, dict) else None
+        data = content.get("data") if isinstance(content, dict) else None
+        if isinstance(data, dict) and data.get("type") == "subscribe":
             self.attach(comm)
 
     def attach(self, comm: Any) -> None:
