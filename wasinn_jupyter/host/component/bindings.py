@@ -95,7 +95,8 @@ class BadTensor:
     __slots__ = ("dims", "error", "type_name")
 
     def __init__(self, dims: tuple[int, ...], type_name: str, error: WasiNNError) -> None:
-        self.dims = dims
+        # compact, and charged (``nbytes``): a guest may give millions of dims, which a tuple holds at 8+ bytes each
+        self.dims = np.asarray(dims, dtype=np.uint32)
         self.type_name = type_name
         self.error = error
 
@@ -163,7 +164,7 @@ class WitBinding:
         return int(handle.to_host(store).rep)
 
     def _keep_tensor(self, tensor: Tensor | BadTensor) -> ResourceHost:
-        cost = TENSOR_OVERHEAD + (tensor.nbytes if isinstance(tensor, Tensor) else 0)
+        cost = TENSOR_OVERHEAD + (tensor.nbytes if isinstance(tensor, Tensor) else tensor.dims.nbytes)
         try:
             self.client.budget.charge(cost)
         except WasiNNError as err:
@@ -206,7 +207,7 @@ class WitBinding:
             made = BadTensor(dims, ty, err)
         return self._keep_tensor(made)
 
-    def tensor_dimensions(self, store: Any, handle: ResourceAny) -> tuple[int, ...]:
+    def tensor_dimensions(self, store: Any, handle: ResourceAny) -> tuple[int, ...] | np.ndarray:
         return self.tensors.get(self._rep(store, handle)).dims
 
     def tensor_ty(self, store: Any, handle: ResourceAny) -> str:
