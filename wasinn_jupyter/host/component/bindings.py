@@ -45,6 +45,7 @@ PACKAGE = f"wasi:nn@{VERSION}"
 TENSOR_TYPE, GRAPH_TYPE, CONTEXT_TYPE, ERROR_TYPE, PROMPT_TYPE = (0x6E6E0001 + i for i in range(5))
 MAX_TENSORS = 1 << 16  # live tensors per guest: a bound on host objects a guest can make
 MAX_ERRORS = 1 << 12  # live error resources per guest (a guest that never drops them stops here)
+MAX_ERROR_DATA = 4096  # characters of a kept error's message: it may quote a guest's megabyte name
 TENSOR_OVERHEAD = 256  # bytes charged per tensor on top of its data, so empty tensors are not free
 # tensor.data() hands wasmtime one 32-byte value per byte (values.py): 32 MiB of data is 1 GiB held while it is
 # lowered. Bigger outputs, or ones the guest's budget cannot cover 32 times over, are refused with a trap.
@@ -149,6 +150,9 @@ class WitBinding:
     # -- helpers ------------------------------------------------------------------------------------------------
 
     def _error(self, err: WasiNNError) -> Err:
+        if len(err.message) > MAX_ERROR_DATA:  # kept until the guest drops it: bounded, uncharged
+            note = f"... (cut: {len(err.message):,} characters)"
+            err = WasiNNError(err.code, err.message[: MAX_ERROR_DATA - len(note)] + note)
         return Err(ResourceHost.own(self.errors.add(err), ERROR_TYPE))
 
     def _attempt(self, fn: Callable[[], Any]) -> Ok | Err:
