@@ -1,9 +1,11 @@
-"""An error resource keeps its message until the guest drops it, and a message may quote what the guest sent (a
-graph name of megabytes): what is kept is bounded, so 4,096 undropped errors cannot hold gigabytes."""
+"""What a component guest sends that the host keeps (an error resource's message until it is dropped, the timeline's
+records of its calls) is bounded: a graph name of a megabyte is refused as witx refuses it, and an error message
+that quotes a long name is cut, so 4,096 undropped errors or 100,000 records cannot hold gigabytes."""
 
 from __future__ import annotations
 
-from wasinn_jupyter.host import Host, Session
+from wasinn_jupyter.host import ErrorCode, Host, Session
+from wasinn_jupyter.host.abi.witx import MAX_NAME
 from wasinn_jupyter.host.component import bindings
 from wasinn_jupyter.host.component.linking import WitComponent
 
@@ -41,10 +43,25 @@ def test_an_error_keeps_a_bounded_message() -> None:
     text = GUEST.replace(";; @imports\n", imports().split("(component\n", 1)[1].split("  ;; Memory")[0])
     session = Session(Host())
     with session.instantiate(session.compile(text, name="long-names")) as guest:
-        assert guest.call("go", 1 << 20, 3, watch=False) == 3
+        assert guest.call("go", MAX_NAME, 3, watch=False) == 3  # the longest name: not_found, quoting it
         assert isinstance(guest._linking, WitComponent)
         kept = list(guest._linking.binding.errors.items.values())
         assert len(kept) == 3
         for err in kept:
             assert err.code.name == "NOT_FOUND"
             assert len(err.message) <= bindings.MAX_ERROR_DATA and "cut" in err.message
+
+
+def test_a_megabyte_name_is_invalid_argument_and_not_recorded() -> None:
+    from tests.host.component.conftest import imports
+
+    text = GUEST.replace(";; @imports\n", imports().split("(component\n", 1)[1].split("  ;; Memory")[0])
+    host = Host()
+    session = Session(host)
+    with session.instantiate(session.compile(text, name="long-names")) as guest:
+        assert guest.call("go", 1 << 20, 2, watch=False) == 2
+        assert isinstance(guest._linking, WitComponent)
+        kept = list(guest._linking.binding.errors.items.values())
+        assert [e.code for e in kept] == [ErrorCode.INVALID_ARGUMENT] * 2
+        assert "over the limit of 4096" in kept[0].message
+    assert all(len(str(r.graph or "")) <= MAX_NAME for r in host.timeline.records())

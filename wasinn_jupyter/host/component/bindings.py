@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 from wasmtime.component import Linker, ResourceAny, ResourceHost, ResourceType
 
-from ..errors import ErrorCode, WasiNNError, WasinnError, wit_code
+from ..abi.extensions import MAX_PROPERTY_VALUE, MAX_TENSOR_NAME
+from ..abi.witx import MAX_NAME
+from ..errors import ErrorCode, WasiNNError, WasinnError, fail, wit_code
 from ..tensors import BY_WIT, MAX_RANK, Tensor
 from .values import Err, HostFault, Ok, add_func
 
@@ -88,6 +90,13 @@ class _Table(Generic[T]):
 
     def pop(self, rep: int) -> T | None:
         return self.items.pop(rep, None)
+
+
+def _bounded(text: str, limit: int, what: str) -> None:
+    """invalid_argument for a guest's string past ``limit`` UTF-8 bytes (what the witx ABI bounds too)."""
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        fail(ErrorCode.INVALID_ARGUMENT, f"{what} is {size} bytes, over the limit of {limit}")
 
 
 class BadTensor:
@@ -245,7 +254,11 @@ class WitBinding:
         return self._attempt(lambda: self._graph(self.client.load(builders, encoding, target)))
 
     def load_by_name(self, _store: Any, name: str) -> Ok | Err:
-        return self._attempt(lambda: self._graph(self.client.load_by_name(name)))
+        def load() -> ResourceHost:
+            _bounded(name, MAX_NAME, "load-by-name: the name")  # it is recorded on the timeline, as witx's
+            return self._graph(self.client.load_by_name(name))
+
+        return self._attempt(load)
 
     def _graph(self, handle: int) -> ResourceHost:
         try:
@@ -293,6 +306,8 @@ class WitBinding:
     def set_property(self, store: Any, handle: ResourceAny, name: str, value: str) -> Ok | Err:
         graph = self.graphs.get(self._rep(store, handle))
         try:
+            _bounded(name, MAX_TENSOR_NAME, "set-property: the name")  # the bounds witx's set_property has
+            _bounded(value, MAX_PROPERTY_VALUE, "set-property: the value")
             self.client.set_property(graph, name, value)
         except WasiNNError as err:
             return Err(err.message)
@@ -310,6 +325,10 @@ class WitBinding:
                 raise ComponentFault(f"input {name!r}: tensor no longer held by the host")
             if isinstance(tensor, BadTensor):
                 return self._error(WasiNNError(tensor.error.code, f"input {name!r}: {tensor.error.message}"))
+            if len(name.encode("utf-8")) > MAX_TENSOR_NAME:  # names are recorded on the timeline
+                return self._error(
+                    WasiNNError(ErrorCode.INVALID_ARGUMENT, f"an input name is over {MAX_TENSOR_NAME} bytes")
+                )
             if name in named:
                 return self._error(WasiNNError(ErrorCode.INVALID_ARGUMENT, f"input {name!r} is named twice"))
             named[name] = tensor
