@@ -31,3 +31,27 @@ def test_the_largest_seed_still_answers(tiny_lm_dir: object) -> None:
     raw = f'{{"seed": {2**63 - 1}, "n-predict": 3}}'.encode()
     client.set_input_bytes(ctx, 1, (len(raw),), U8, np.frombuffer(raw, dtype=np.uint8))
     assert isinstance(client.prompt(ctx, "the cat"), str)
+
+
+def _prompt_with(tiny_lm_dir: object, metadata: str) -> str:
+    host = Host()
+    host.register("chat", str(tiny_lm_dir))
+    client = host.client("g")
+    ctx = client.init_execution_context(client.load_by_name("chat"))
+    raw = metadata.encode()
+    client.set_input_bytes(ctx, 1, (len(raw),), U8, np.frombuffer(raw, dtype=np.uint8))
+    return client.prompt(ctx, "the cat")
+
+
+def test_a_vanishing_temperature_is_greedy_not_an_error(tiny_lm_dir: object) -> None:
+    """1e-300 overflows the scaled scores to inf; it answers as temperature 0 does (the most likely tokens)."""
+    assert _prompt_with(tiny_lm_dir, '{"temp": 1e-300, "n-predict": 6}') == _prompt_with(
+        tiny_lm_dir, '{"temp": 0, "n-predict": 6}'
+    )
+
+
+def test_seed_minus_one_means_random_as_the_property_says(tiny_lm_dir: object) -> None:
+    assert isinstance(_prompt_with(tiny_lm_dir, '{"seed": -1, "n-predict": 3}'), str)
+    with pytest.raises(WasiNNError) as info:
+        _prompt_with(tiny_lm_dir, '{"seed": -2, "n-predict": 3}')
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT

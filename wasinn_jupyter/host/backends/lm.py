@@ -153,8 +153,8 @@ def parse_wasmedge_options(text: str | bytes | dict[str, Any], what: str) -> dic
             typed = _typed(key, value, kind)
             if name == "temperature":
                 typed = max(0.0, typed)  # as WasmEdge does
-            elif name in ("top_k", "context_size", "seed") and typed < 0:
-                fail(ErrorCode.INVALID_ARGUMENT, f"metadata key {key!r} must not be negative")
+            elif (name in ("top_k", "context_size") and typed < 0) or (name == "seed" and typed < -1):
+                fail(ErrorCode.INVALID_ARGUMENT, f"metadata key {key!r} must not be negative (seed: -1 is random)")
             elif name == "top_p" and not 0.0 <= typed <= 1.0:
                 fail(ErrorCode.INVALID_ARGUMENT, f"metadata key 'top-p' must lie in [0, 1], got {typed}")
             elif name == "max_new_tokens" and typed < 0:
@@ -313,6 +313,8 @@ def sample(logits: torch.Tensor, settings: Settings, generator: torch.Generator)
     if settings.temperature <= 0:
         return int(scores.argmax())
     scores = scores / settings.temperature
+    if not bool(torch.isfinite(scores.max())):  # a temperature so small that the scores overflow: greedy, as at 0
+        return int(logits.detach().float().cpu().argmax())
     if 0 < settings.top_k < scores.numel():
         kth = torch.topk(scores, settings.top_k).values[-1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
