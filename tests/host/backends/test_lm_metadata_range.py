@@ -55,3 +55,19 @@ def test_seed_minus_one_means_random_as_the_property_says(tiny_lm_dir: object) -
     with pytest.raises(WasiNNError) as info:
         _prompt_with(tiny_lm_dir, '{"seed": -2, "n-predict": 3}')
     assert info.value.code is ErrorCode.INVALID_ARGUMENT
+
+
+def test_the_prompt_token_ids_are_charged_and_released(tiny_lm_dir: object) -> None:
+    from wasinn_jupyter.host.backends.lm import TOKEN_BYTES
+
+    host = Host()
+    host.register("chat", str(tiny_lm_dir))
+    client = host.client("g")
+    ctx = client.init_execution_context(client.load_by_name("chat"))
+    before = client.budget.used
+    prompt = b"the cat sat on the mat"
+    client.set_input_bytes(ctx, 0, (len(prompt),), U8, np.frombuffer(prompt, dtype=np.uint8))
+    tokens = len(client.contexts.get(ctx).prompt_ids)
+    assert tokens > 0 and client.budget.used - before >= len(prompt) + TOKEN_BYTES * tokens
+    client.finalize_execution_context(ctx)
+    assert client.budget.used == before

@@ -305,6 +305,9 @@ class HuggingFaceLM(CausalLM):
 # Generation
 
 
+TOKEN_BYTES = 36  # what a prompt's token id costs the host kept in a Python list: a slot and an int object
+
+
 def sample(logits: torch.Tensor, settings: Settings, generator: torch.Generator) -> int:
     """One token from ``logits`` under ``settings`` (greedy at temperature 0), drawn with ``generator``."""
     import torch
@@ -573,16 +576,20 @@ class PromptContext(ExecutionContext):
         nbytes = len(data)
         if index == 1 and nbytes > MAX_METADATA:
             fail(ErrorCode.INVALID_ARGUMENT, f"metadata of {nbytes} bytes; at most {MAX_METADATA} are read")
-        self.admit(index, nbytes)
         raw = bytes(data)
         if index == 1:
+            self.admit(index, nbytes)
             self.overrides = {**self.overrides, **parse_wasmedge_options(raw, "metadata (input 1)")}
         else:
+            positions = self.graph.lm.max_positions
+            oversized = nbytes if nbytes > positions * MAX_BYTES_PER_POSITION else 0
+            ids = [] if oversized else self.graph.lm.encode(raw)
+            self.admit(index, nbytes)
+            self.budget.charge(TOKEN_BYTES * (len(ids) - len(self.prompt_ids)))  # the token ids kept for them
             self._end_stream()
             self._last_count = 0
-            positions = self.graph.lm.max_positions
-            self.oversized = nbytes if nbytes > positions * MAX_BYTES_PER_POSITION else 0
-            self.prompt_ids = [] if self.oversized else self.graph.lm.encode(raw)
+            self.oversized = oversized
+            self.prompt_ids = ids
             self.reply, self.piece = b"", b""
             self._drop_outputs()
         self.store_input(index, _bytes_tensor(raw))
@@ -754,6 +761,8 @@ class PromptContext(ExecutionContext):
 
     def close(self) -> None:
         self._end_stream()
+        self.budget.charge(-TOKEN_BYTES * len(self.prompt_ids))
+        self.prompt_ids = []
         super().close()
 
 
