@@ -1,6 +1,6 @@
 ;; A component that moves list<u8> across the component boundary and nothing else, for wit_throughput.py:
 ;; send(n) passes n bytes to the host's take (guest -> host); receive(n) asks the host's give for n bytes
-;; (host -> guest). Both answer the length that arrived.
+;; (host -> guest); bounce(n) does both with the same bytes. Each answers the length that arrived.
 (component
   (import "wasinn:bench/bytes" (instance $bytes
     (export "take" (func (param "data" (list u8)) (result u32)))
@@ -39,11 +39,16 @@
     (func (export "receive") (param $n i32) (result i32)
       (call $reset)
       (call $give (local.get $n) (i32.const 16))
-      (i32.load (i32.const 20))))
+      (i32.load (i32.const 20)))
+    (func (export "bounce") (param $n i32) (result i32)  ;; give's bytes straight back to take, as they arrived
+      (call $reset)
+      (call $give (local.get $n) (i32.const 16))
+      (call $take (i32.load (i32.const 16)) (i32.load (i32.const 20)))))
   (core instance $main (instantiate $Main
     (with "env" (instance
       (export "memory" (memory $memory)) (export "reset" (func $reset)) (export "realloc" (func $realloc))
       (export "take" (func $take)) (export "give" (func $give))))))
   (func (export "send") (param "n" u32) (result u32) (canon lift (core func $main "send")))
   (func (export "receive") (param "n" u32) (result u32) (canon lift (core func $main "receive")))
+  (func (export "bounce") (param "n" u32) (result u32) (canon lift (core func $main "bounce")))
 )

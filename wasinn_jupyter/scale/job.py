@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..host import WasinnError
+
 # A guest's output kept per input and stream; more is dropped (a hostile guest must not grow the caller's memory).
 MAX_OUTPUT_BYTES = 1 << 20
 PLACEHOLDER = "{}"
@@ -122,7 +124,7 @@ class _Capture:
         return text + (f"\n[wasinn: {self.dropped} more bytes dropped]" if self.dropped else "")
 
 
-class SetupError(Exception):
+class SetupError(WasinnError):
     """A worker could not set up (a model that does not load, a guest that does not compile): the map cannot run."""
 
 

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..host import WasinnError
 from .job import InputResult, MapJob, MapWorker, SetupError, clock_domain
 from .progress import Progress
 
@@ -42,7 +43,7 @@ READY_TIMEOUT_S = 180.0  # workers must have set up (imported torch, loaded the 
 POLL_S = 0.2
 
 
-class MapError(Exception):
+class MapError(WasinnError):
     """The map could not run: no worker could set up (the message is the first worker's), or workers keep dying."""
 
 

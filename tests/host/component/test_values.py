@@ -46,10 +46,11 @@ def test_guest_to_host_bytes_match_wasmtime_pys(engine_component: tuple[Engine, 
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 4096, 65537])
-def test_host_to_guest_lengths_arrive(engine_component: tuple[Engine, Component], n: int) -> None:
+def test_host_to_guest_bytes_arrive_as_sent(engine_component: tuple[Engine, Component], n: int) -> None:
     engine, component = engine_component
     payload = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
     run(engine, component, True, "receive", n, payload)  # the guest answers the length it got
+    assert run(engine, component, True, "bounce", n, payload) == payload  # and the bytes, sent straight back
 
 
 def test_conversions_round_trip_without_a_guest() -> None:

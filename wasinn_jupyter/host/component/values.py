@@ -34,6 +34,8 @@ from wasmtime.component import _types as wt
 from wasmtime.component._enter import catch_exceptions
 from wasmtime.component._linker import LinkerInstance
 
+from ..errors import WasinnError
+
 log = logging.getLogger(__name__)
 _VAL_SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)  # 32 in wasmtime 50
 _PAYLOAD = ffi.wasmtime_component_val_t.of.offset  # 8
@@ -50,7 +52,7 @@ FromC = Callable[[Any], Any]  # a wasmtime_component_val_t -> its Python value (
 ToC = Callable[[Any, Any, ValPtr], None]  # (store, value, destination pointer)
 
 
-class HostFault(Exception):
+class HostFault(WasinnError):
     """A host function could not answer: the guest traps with this message (see ``linking.py``)."""
 
 
