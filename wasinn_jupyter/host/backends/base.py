@@ -36,6 +36,11 @@ class TensorInfo:
 PROPERTY_KINDS = ("choice", "int", "float", "bool", "text")
 
 
+# The "precision" property's values (wasi-nn PR 80's parameters by name) -> torch dtype names; one table for every
+# backend (a backend offers those its models can run in).
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
+
+
 @dataclass(frozen=True)
 class PropertySpec:
     """One graph property (wasi-nn PR 80): its current value as the wire carries it (a string), and how a front-end

@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import ErrorCode, WasiNNError, fail
 from ..handles import ByteBudget
 from ..tensors import BY_NAME, Tensor, TensorType
+from . import base
 from .base import (
     Backend,
     ExecutionContext,
@@ -97,7 +98,7 @@ _DOCS = {
     "threads": "torch intra-op threads while this graph generates (0: the process-wide setting)",
     "precision": "the weights' floating type (a converted copy; the weights as loaded are kept for going back)",
 }
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISIONS = {name: base.PRECISIONS[name] for name in ("fp32", "fp16", "bf16")}  # what a reply is generated in
 PROPERTY_NAMES = tuple(_DOCS)
 
 # WasmEdge's GGML keys (config of load_by_name_with_config, metadata at input 1) -> (setting, type)

@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, WasiNNError, fail
 from ..tensors import Tensor, type_of_torch
-from .base import Backend, Graph, GraphInfo, ParameterInfo, PropertySpec, TensorInfo, out_of_host_memory
+from .base import (
+    PRECISIONS,
+    Backend,
+    Graph,
+    GraphInfo,
+    ParameterInfo,
+    PropertySpec,
+    TensorInfo,
+    out_of_host_memory,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -293,7 +302,6 @@ def _signature_inputs(module: Any) -> list[TensorInfo] | None:
 
 
 # precision name -> torch dtype name; the first three are offered always, fp64 where a model was loaded so
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
 RESIDENCES = ("memory", "device")
 
 
