@@ -64,15 +64,20 @@ def execute(kc: Any, code: str, timeout: float = 120) -> list[dict[str, Any]]:
 
 def until_idle(kc: Any, msg_id: str, timeout: float = 120) -> list[dict[str, Any]]:
     messages = []
+    error = None
     while True:
         msg = kc.get_iopub_msg(timeout=timeout)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         if msg["msg_type"] == "error":
-            raise AssertionError("\n".join(msg["content"]["traceback"]))
+            error = "\n".join(msg["content"]["traceback"])
         messages.append(msg)
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return messages
+            break
+    # Raised only once the kernel is idle: a request sent while it still handles the error is aborted unrun.
+    if error is not None:
+        raise AssertionError(error)
+    return messages
 
 
 def opened_widgets(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
