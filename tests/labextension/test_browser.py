@@ -152,6 +152,7 @@ def test_tensor_widget_renders(lab: Lab) -> None:
     view.wait_for(state="visible", timeout=60_000)
     head = view.locator(".wt-head").inner_text()
     assert "ramp" in head and "4, 12" in head, head
+    view.scroll_into_view_if_needed()  # the picture is of the widget, not of the cells above it
     lab.screenshot("03-tensor-widget")
 
 

@@ -246,9 +246,6 @@ def wit_cases(target: str = "cpu") -> list[Case]:
 def identity_torchscript() -> bytes:
     """A TorchScript module returning its one input, named ``in0`` as the guest names its first input (over WIT
     inputs go by name, and this host takes a TorchScript model's names from its ``forward``)."""
-    import io
-    import warnings
-
     import torch
 
     class Identity(torch.nn.Module):
@@ -256,11 +253,7 @@ def identity_torchscript() -> bytes:
         def forward(self, in0):
             return in0
 
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # torch 2.10+ calls TorchScript deprecated; it is what `load` reads here
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(Identity()), buffer)
-    return buffer.getvalue()
+    return runner.torchscript_bytes(Identity())
 
 
 NAMES_CHECKED = "(global $check-names (mut i32) (i32.const 1))"

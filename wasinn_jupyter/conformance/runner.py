@@ -454,10 +454,17 @@ def identity_torchscript() -> bytes:
         def forward(self, x):
             return x
 
+    return torchscript_bytes(Identity())
+
+
+def torchscript_bytes(module: Any) -> bytes:
+    """``module`` scripted and saved as the archive a guest hands ``load``, without torch's deprecation warning."""
+    import torch
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # torch 2.10+ calls TorchScript deprecated; it is what `load` reads here
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(Identity()), buffer)
+        torch.jit.save(torch.jit.script(module), buffer)
     return buffer.getvalue()
 
 

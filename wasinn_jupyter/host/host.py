@@ -534,13 +534,10 @@ class Client:
 
     def _get_output(self, ctx: int, index: int) -> Tensor:
         if self._depth == 1:
-            self._context = ctx
-            about = self._about = self._abouts.get(ctx)
-            names = None
-            if about is not None:
-                names = about[3]
-                if about[4] and self._timer is None:
-                    self._timer = start_timer(about[1])
+            self._context = ctx  # noted as in _set_input_bytes, inline on the hot path (the output names come
+            about = self._about = self._abouts.get(ctx)  # from the context, below)
+            if about is not None and about[4] and self._timer is None:
+                self._timer = start_timer(about[1])
         context = self.contexts.get(ctx)
         tensor = context.get_output(index)
         if self._depth == 1:

@@ -126,18 +126,9 @@ class WitxBinding(ExtensionCalls):
         builders = [m.span(ptr, length, f"load: graph builder {i}") for i, (ptr, length) in enumerate(spans)]
         m.write_u32(out_graph, self.client.load(builders, enc, tgt), "load: graph out-pointer")
 
-    def _name(self, ptr: int, length: int, what: str) -> str:
-        if length > MAX_NAME:
-            fail(ErrorCode.INVALID_ARGUMENT, f"{what}: a name of {length} bytes is too long")
-        raw = self.memory.read_bytes(ptr, length, what)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            fail(ErrorCode.INVALID_ARGUMENT, f"{what}: the name is not UTF-8")
-
     def load_by_name(self, name_ptr: int, name_len: int, out_graph: int) -> None:
         self.memory.check_u32(out_graph, "load_by_name: graph out-pointer")
-        handle = self.client.load_by_name(self._name(name_ptr, name_len, "load_by_name"))
+        handle = self.client.load_by_name(self._text(name_ptr, name_len, MAX_NAME, "load_by_name"))
         self.memory.write_u32(out_graph, handle, "load_by_name: graph out-pointer")
 
     def load_by_name_with_config(
@@ -145,7 +136,7 @@ class WitxBinding(ExtensionCalls):
     ) -> None:
         m = self.memory
         m.check_u32(out_graph, "load_by_name_with_config: graph out-pointer")
-        name = self._name(name_ptr, name_len, "load_by_name_with_config")
+        name = self._text(name_ptr, name_len, MAX_NAME, "load_by_name_with_config")
         if config_len > 1 << 20:
             fail(ErrorCode.INVALID_ARGUMENT, "load_by_name_with_config: config over 1 MiB")
         try:
