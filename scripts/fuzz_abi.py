@@ -64,7 +64,7 @@ tensor_step = st.tuples(
     st.one_of(st.none(), u32),  # data_len: None means "what the dims need"
     st.binary(min_size=3, max_size=3),
 )
-name_step = st.tuples(st.just("name"), st.sampled_from(["echo", "ident", "nope", ""]))
+name_step = st.tuples(st.just("name"), st.sampled_from(["echo", "ident", "chat", "nope", ""]))
 # Near-valid calls: small handles and indices, the last name and tensor written, so sequences reach success too.
 api_step = st.tuples(
     st.just("api"),
@@ -101,6 +101,10 @@ def make_limits(**wanted: Any) -> Limits:
 def make_session(identity: bytes | None = None) -> Session:
     host = Host(limits=make_limits(max_graphs=64, max_contexts=64, max_guest_bytes=8 << 20, max_model_bytes=1 << 20))
     host.register("echo", "echo")
+    # a prompt graph (random weights, 32 positions): the streaming calls, metadata and properties of the GGML path
+    from wasinn_jupyter.host.backends import tinygpt
+
+    host.register("chat", tinygpt.build(tinygpt.TinyGPTConfig(n_embd=16, block_size=32)), "ggml")
     if identity is not None:
         import io
 
